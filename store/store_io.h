@@ -1,0 +1,50 @@
+/*
+ * store_io.h - the I/O backend interface: every file operation the store
+ * makes goes through one of these tables (HOUSE_STYLE 10).
+ *
+ * The pread/pwritev backend implements it with plain syscalls.  Tests wrap
+ * it to fail the Nth call (EIO, ENOSPC, short write), to record a trace of
+ * operations, or to drop writes that were not synced (crash simulation).
+ *
+ * Conventions: every function returns >= 0 on success (bytes for pread and
+ * pwritev, a descriptor for openat, 0 otherwise) and -errno on failure.  A
+ * short pread/pwritev is returned as is; the store decides what it means.
+ * Calls may come from several threads at once; a backend must be
+ * thread-safe.
+ */
+#ifndef BLOBD_STORE_IO_H
+#define BLOBD_STORE_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+enum store_io_sync { STORE_IO_FDATASYNC = 0, STORE_IO_FSYNC = 1 };
+
+struct store_io {
+    const char *name; /* "pread", "io_uring", or a wrapper's name */
+    void *ctx;
+    int (*openat)(struct store_io *io, int dirfd, const char *name,
+                  int flags, mode_t mode);
+    int (*close)(struct store_io *io, int fd);
+    ssize_t (*pread)(struct store_io *io, int fd, void *buf, size_t len,
+                     uint64_t off);
+    ssize_t (*pwritev)(struct store_io *io, int fd, const struct iovec *iov,
+                       int iovcnt, uint64_t off);
+    int (*sync)(struct store_io *io, int fd, enum store_io_sync kind);
+    /* Allocate [off, off + len) (mode 0: the file size grows). */
+    int (*fallocate)(struct store_io *io, int fd, uint64_t off, uint64_t len);
+    int (*ftruncate)(struct store_io *io, int fd, uint64_t len);
+    int (*renameat)(struct store_io *io, int dirfd, const char *from,
+                    const char *to);
+    int (*unlinkat)(struct store_io *io, int dirfd, const char *name);
+    /* Bytes available to an unprivileged writer on fd's filesystem. */
+    int (*fstatvfs)(struct store_io *io, int fd, uint64_t *avail);
+    void (*destroy)(struct store_io *io);
+};
+
+/* A new pread/pwritev backend; free it with io->destroy(io). */
+struct store_io *store_io_pread_new(void);
+
+#endif
