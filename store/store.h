@@ -101,12 +101,12 @@ enum store_log_level {
 };
 
 struct store_config {
-    const char *dir;        /* data directory; created 0700 if missing */
+    const char *dir; /* data directory; created 0700 if missing */
     enum store_direct direct;
-    int read_only;          /* open for the verifier: changes nothing */
-    int ignore_lock;        /* read-only only: open even if locked */
+    int read_only;            /* open for the verifier: changes nothing */
+    int ignore_lock;          /* read-only only: open even if locked */
     unsigned lock_timeout_ms; /* 0 = default 5000 */
-    uint64_t headroom_min;  /* 0 = default 64 MiB */
+    uint64_t headroom_min;    /* 0 = default 64 MiB */
     /* The I/O backend; NULL = a new pread/pwritev backend owned by the
      * store.  A backend passed in is borrowed and must outlive the store. */
     struct store_io *io;
@@ -124,8 +124,8 @@ void store_config_init(struct store_config *cfg, const char *dir);
  * returns NULL with *rc set and, if errbuf is given, a message naming the
  * file, offset or syscall.
  */
-struct store *store_open(const struct store_config *cfg, int *rc,
-                         char *errbuf, size_t errlen);
+struct store *store_open(const struct store_config *cfg, int *rc, char *errbuf,
+                         size_t errlen);
 /* Close without flushing and release the lock.  NULL is a no-op. */
 void store_close(struct store *st);
 
@@ -157,9 +157,9 @@ int store_etag(uint64_t version, char *buf, size_t len);
 
 enum store_precond_kind {
     STORE_PRE_NONE = 0,
-    STORE_PRE_ABSENT,  /* must not exist (If-None-Match: *) */
-    STORE_PRE_EXISTS,  /* must exist, any version */
-    STORE_PRE_VERSION  /* must exist with exactly this version */
+    STORE_PRE_ABSENT, /* must not exist (If-None-Match: *) */
+    STORE_PRE_EXISTS, /* must exist, any version */
+    STORE_PRE_VERSION /* must exist with exactly this version */
 };
 
 struct store_precond {
@@ -213,9 +213,9 @@ int store_delete(struct store *st, const uint8_t guid[STORE_GUID_SIZE],
 
 /* Result of a flush. */
 struct store_flush_result {
-    uint64_t records;      /* log records made durable */
-    uint64_t log_bytes;    /* bytes appended to the log */
-    uint64_t data_synced;  /* 1 when the data file was synced */
+    uint64_t records;     /* log records made durable */
+    uint64_t log_bytes;   /* bytes appended to the log */
+    uint64_t data_synced; /* 1 when the data file was synced */
     uint64_t duration_ns;
     int compaction_started;
 };

@@ -25,8 +25,8 @@ enum store_io_sync { STORE_IO_FDATASYNC = 0, STORE_IO_FSYNC = 1 };
 struct store_io {
     const char *name; /* "pread", "io_uring", or a wrapper's name */
     void *ctx;
-    int (*openat)(struct store_io *io, int dirfd, const char *name,
-                  int flags, mode_t mode);
+    int (*openat)(struct store_io *io, int dirfd, const char *name, int flags,
+                  mode_t mode);
     int (*close)(struct store_io *io, int fd);
     ssize_t (*pread)(struct store_io *io, int fd, void *buf, size_t len,
                      uint64_t off);

@@ -2,8 +2,10 @@
 # concern; each runs in its own temp dir.
 
 # --- support self-tests (faultio, crashio) ---
+blobd_test(test_support_io SOURCES unit/test_support_io.c LABELS unit TIMEOUT 60)
 
 # --- seed counterparts ---
+blobd_test(test_store_seed SOURCES unit/test_store_seed.c LABELS unit TIMEOUT 120)
 
 # --- store: format, replay, index ---
 
