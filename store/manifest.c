@@ -792,8 +792,9 @@ static int write_full(struct mf_ctx *ctx, int fd, const void *buf, size_t len,
 }
 
 int mf_create_log(struct mf_ctx *ctx, const uint8_t uuid[16],
-                  uint64_t first_lsn)
+                  uint64_t first_lsn, int *sync_failed)
 {
+    *sync_failed = 0;
     char name[32];
     uint8_t h[MF_LOG_HDR_SIZE];
     mf_log_name(name, first_lsn);
@@ -807,13 +808,17 @@ int mf_create_log(struct mf_ctx *ctx, const uint8_t uuid[16],
     int rc = write_full(ctx, fd, h, sizeof(h), 0, name);
     if (rc == 0) {
         rc = ctx->io->sync(ctx->io, fd, STORE_IO_FSYNC);
-        if (rc < 0)
+        if (rc < 0) {
+            *sync_failed = 1;
             mf_fail(ctx, rc, "fsync %s/%s: %s", ctx->dir, name, strerror(-rc));
+        }
     }
     if (rc == 0) {
         rc = ctx->io->sync(ctx->io, ctx->dirfd, STORE_IO_FSYNC);
-        if (rc < 0)
+        if (rc < 0) {
+            *sync_failed = 1;
             mf_fail(ctx, rc, "fsync %s: %s", ctx->dir, strerror(-rc));
+        }
     }
     if (rc < 0) {
         ctx->io->close(ctx->io, fd);

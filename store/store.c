@@ -501,7 +501,8 @@ static int start_generation(struct store *st, struct mf_state *ms, char *err,
         st->uuid[8] = (st->uuid[8] & 0x3f) | 0x80;
     }
     if (st->nlogs == 0) {
-        st->logfd = mf_create_log(&ctx, st->uuid, st->next_lsn);
+        int sync_failed = 0;
+        st->logfd = mf_create_log(&ctx, st->uuid, st->next_lsn, &sync_failed);
         if (st->logfd < 0)
             return st->logfd;
         st->log_first = st->next_lsn;
@@ -997,19 +998,21 @@ int store_write_batch(struct store *st, struct store_write *w, size_t n)
         plan[i].w = &w[i];
         plan[i].order = i;
     }
+    if (st->counter + n > MF_MAX_COUNTER) {
+        st_log(st, STORE_LOG_ERROR,
+               "%s: write counter of generation %" PRIu64
+               " exhausted; reopen the store",
+               st->dir, st->generation);
+        rc = refuse_batch(w, n, STORE_E_OVERFLOW);
+        goto out;
+    }
     qsort(plan, n, sizeof(*plan), plan_cmp);
     decide(st, plan, n);
     /* Versions in batch order (G5: never reused). */
-    for (size_t i = 0; i < n; i++) {
-        if (w[i].outcome != STORE_OUT_CREATED &&
-            w[i].outcome != STORE_OUT_REPLACED)
-            continue;
-        if (st->counter >= MF_MAX_COUNTER) {
-            set_outcome(&w[i], STORE_OUT_STORE_FAILED, STORE_E_OVERFLOW);
-            continue;
-        }
-        w[i].version = st->generation << 40 | ++st->counter;
-    }
+    for (size_t i = 0; i < n; i++)
+        if (w[i].outcome == STORE_OUT_CREATED ||
+            w[i].outcome == STORE_OUT_REPLACED)
+            w[i].version = st->generation << 40 | ++st->counter;
     for (size_t i = 0; i < n; i++) {
         if (plan[i].winner && plan[i].w->outcome != STORE_OUT_STORE_FAILED)
             win[nwin++] = &plan[i];
@@ -1226,10 +1229,9 @@ static int compact_locked(struct store *st)
     st->compaction_running = 1;
     pthread_mutex_unlock(&st->lock);
     if (st->log_first != st->next_lsn) { /* start a new log at the switch */
-        int fd = mf_create_log(&ctx, st->uuid, st->next_lsn);
+        int fd = mf_create_log(&ctx, st->uuid, st->next_lsn, &sync_failed);
         if (fd < 0) {
             rc = fd;
-            sync_failed = strncmp(err, "fsync", 5) == 0;
             goto out;
         }
         rc = push_log(st, st->next_lsn);
@@ -1500,22 +1502,17 @@ int store_read_batch(struct store *st, const uint8_t (*guids)[16],
         fill_info(&infos[i], e);
         slots[i] = e->slot;
         rcs[i] = pins_add(&st->pins, e->slot);
-        if (rcs[i] < 0)
-            rcs[i] = -ENOMEM - 1000000; /* marks "not pinned" */
     }
     pthread_mutex_unlock(&st->lock);
     for (size_t i = 0; i < n; i++) {
         if (rcs[i] != 0)
-            continue;
+            continue; /* not found, or not pinned */
         rcs[i] = read_at(st, frames[i], round_page(infos[i].len),
                          (uint64_t)slots[i] * STORE_FRAME_SIZE);
         if (rcs[i] == 0)
             rcs[i] = verify(st, frames[i], &infos[i], slots[i]);
         unpin(st, slots[i]);
     }
-    for (size_t i = 0; i < n; i++)
-        if (rcs[i] == -ENOMEM - 1000000)
-            rcs[i] = -ENOMEM;
     free(slots);
     return 0;
 }

@@ -262,9 +262,9 @@ int mf_write_snapshot(struct mf_ctx *ctx, struct index *ix,
                       uint64_t next_slot, uint64_t generation, uint64_t *bytes,
                       int *sync_failed);
 /* Create a new empty log named for first_lsn, synced with its directory.
- * Returns the fd or a negative code. */
+ * Returns the fd or a negative code; *sync_failed as for snapshots. */
 int mf_create_log(struct mf_ctx *ctx, const uint8_t uuid[16],
-                  uint64_t first_lsn);
+                  uint64_t first_lsn, int *sync_failed);
 
 /* ---- O_DIRECT probe (probe.c) ---- */
 
