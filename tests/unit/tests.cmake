@@ -8,5 +8,6 @@ blobd_test(test_support_io SOURCES unit/test_support_io.c LABELS unit TIMEOUT 60
 blobd_test(test_store_seed SOURCES unit/test_store_seed.c LABELS unit TIMEOUT 120)
 
 # --- store: format, replay, index ---
+blobd_test(test_direct SOURCES unit/test_direct.c LABELS unit TIMEOUT 60)
 
 # --- concurrency, lock ---
