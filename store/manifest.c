@@ -213,11 +213,12 @@ static int file_size(int fd, uint64_t *size)
 static int apply_set(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
                      const struct mf_record *r, const char *name, uint64_t off)
 {
-    if (r->slot >= MF_MAX_SLOTS)
+    if (r->slot >= MF_MAX_SLOTS || r->slot >= ctx->data_slots)
         return mf_fail(ctx, STORE_E_CORRUPT,
                        "%s/%s at offset %" PRIu64 ": slot %" PRIu64
-                       " out of bounds",
-                       ctx->dir, name, off, r->slot);
+                       " out of bounds (%s covers %" PRIu64 " slots)",
+                       ctx->dir, name, off, r->slot, MF_DATA_NAME,
+                       ctx->data_slots);
     if (r->len > STORE_FRAME_SIZE)
         return mf_fail(ctx, STORE_E_CORRUPT,
                        "%s/%s at offset %" PRIu64 ": length %" PRIu32
@@ -487,6 +488,21 @@ static int read_log_header(struct mf_ctx *ctx, int fd, struct mf_state *s,
     return 0;
 }
 
+/* 1 if the log's header never reached the disk: shorter than a header,
+ * or all zeros. */
+static int empty_header(struct mf_ctx *ctx, int fd, const struct mf_log *lg)
+{
+    uint8_t h[MF_LOG_HDR_SIZE];
+    if (lg->size < MF_LOG_HDR_SIZE)
+        return 1;
+    if (ctx->io->pread(ctx->io, fd, h, sizeof(h), 0) != (ssize_t)sizeof(h))
+        return 0;
+    for (size_t i = 0; i < sizeof(h); i++)
+        if (h[i])
+            return 0;
+    return 1;
+}
+
 /* Replay one log; *lsn is the LSN the next record must carry. */
 static int replay_log(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
                       size_t li, uint64_t *lsn, uint8_t *buf)
@@ -506,6 +522,23 @@ static int replay_log(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
         mf_fail(ctx, rc, "fstat %s/%s: %s", ctx->dir, name, strerror(-rc));
         goto out;
     }
+    if (last && lg->size <= MF_LOG_HDR_SIZE && empty_header(ctx, fd, lg)) {
+        /* M5': a crash inside mf_create_log can leave the name of a new,
+         * still empty log durable before its header: it holds nothing. */
+        mf_warn(ctx, "%s/%s: empty log left by an interrupted creation; %s",
+                ctx->dir, name, ctx->read_only ? "ignored" : "removed");
+        ctx->io->close(ctx->io, fd);
+        s->nlogs--;
+        if (ctx->read_only)
+            return 0;
+        rc = ctx->io->unlinkat(ctx->io, ctx->dirfd, name);
+        if (rc == 0)
+            rc = ctx->io->sync(ctx->io, ctx->dirfd, STORE_IO_FSYNC);
+        if (rc < 0)
+            return mf_fail(ctx, rc, "remove %s/%s: %s", ctx->dir, name,
+                           strerror(-rc));
+        return 0;
+    }
     rc = read_log_header(ctx, fd, s, lg, name);
     if (rc < 0)
         goto out;
@@ -514,8 +547,15 @@ static int replay_log(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
     while (off < lg->size) {
         struct group_hdr g;
         rc = read_group_header(ctx, fd, off, s->uuid, &g, name);
-        if (rc == 0 && g.first_lsn != *lsn)
-            rc = 1;
+        if (rc == 0 && g.first_lsn != *lsn) {
+            /* A torn write keeps the LSN it was given: this is not one. */
+            rc = mf_fail(ctx, STORE_E_CORRUPT,
+                         "%s/%s at offset %" PRIu64
+                         ": group starts at LSN %" PRIu64 " where %" PRIu64
+                         " was expected",
+                         ctx->dir, name, off, g.first_lsn, *lsn);
+            goto out;
+        }
         if (rc == 0)
             rc = check_group(ctx, fd, off, &g, buf, name);
         if (rc < 0)
@@ -654,9 +694,6 @@ static int load_snapshot(struct mf_ctx *ctx, struct index *ix,
                      ctx->dir, name, s->snap_bytes, count, s->next_slot);
         goto out;
     }
-    rc = bitmap_ensure(&s->used, s->next_slot + 1);
-    if (rc < 0)
-        goto out;
     buf = malloc(SCAN_RECS * MF_SNAP_ENTRY_SIZE);
     if (!buf) {
         rc = -ENOMEM;
@@ -680,7 +717,8 @@ static int load_snapshot(struct mf_ctx *ctx, struct index *ix,
             uint64_t ver = le_get64(p + 32);
             if (le_get32(p + 44) != store_crc32c(p, 44) ||
                 (done + i > 0 && memcmp(prev, p, 16) >= 0) ||
-                slot >= s->next_slot || le_get32(p + 24) > STORE_FRAME_SIZE ||
+                slot >= s->next_slot || slot >= ctx->data_slots ||
+                le_get32(p + 24) > STORE_FRAME_SIZE ||
                 store_version_generation(ver) > s->generation ||
                 bitmap_get(&s->used, slot)) {
                 rc = mf_fail(ctx, STORE_E_CORRUPT,
@@ -691,6 +729,9 @@ static int load_snapshot(struct mf_ctx *ctx, struct index *ix,
                 goto out;
             }
             memcpy(prev, p, 16);
+            rc = bitmap_ensure(&s->used, slot + 1);
+            if (rc < 0)
+                goto out;
             bitmap_set(&s->used, slot);
             memcpy(e.guid, p, 16);
             e.slot = (uint32_t)slot;

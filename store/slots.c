@@ -80,25 +80,28 @@ static int range_push(struct slots *s, uint32_t lo, uint32_t hi)
     return 0;
 }
 
-static int used_bit(const uint64_t *used, uint64_t i)
+/* 1 if word w of b is entirely val (words past the end are all zero). */
+static int word_is(const struct bitmap *b, uint64_t w, uint64_t val)
 {
-    return (int)((used[i / 64] >> (i % 64)) & 1);
+    return w * 64 >= b->nbits ? val == 0 : b->w[w] == val;
 }
 
-int slots_rebuild(struct slots *s, const uint64_t *used, uint64_t next_slot)
+int slots_rebuild(struct slots *s, const struct bitmap *used,
+                  uint64_t next_slot)
 {
     slots_free(s);
     /* Walk down from the top so ranges end up highest first (S2); whole
      * words of used or free slots are skipped at once. */
     uint64_t i = next_slot;
     while (i > 0) {
-        while (i > 0 && used_bit(used, i - 1))
-            i -= (i % 64 == 0 && used[(i - 1) / 64] == UINT64_MAX) ? 64 : 1;
+        while (i > 0 && bitmap_get(used, i - 1))
+            i -= (i % 64 == 0 && word_is(used, (i - 1) / 64, UINT64_MAX)) ? 64
+                                                                          : 1;
         if (i == 0)
             break;
         uint64_t hi = i - 1;
-        while (i > 0 && !used_bit(used, i - 1))
-            i -= (i % 64 == 0 && used[(i - 1) / 64] == 0) ? 64 : 1;
+        while (i > 0 && !bitmap_get(used, i - 1))
+            i -= (i % 64 == 0 && word_is(used, (i - 1) / 64, 0)) ? 64 : 1;
         int rc = range_push(s, (uint32_t)i, (uint32_t)hi);
         if (rc < 0)
             return rc;

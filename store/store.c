@@ -590,6 +590,10 @@ static int load(struct store *st, const struct store_config *cfg, char *err,
                    st->dir, MF_SNAP_TMP_NAME);
     }
     mf_ctx_init(st, &ctx, err, errlen);
+    struct stat sb;
+    if (fstatat(st->dirfd, MF_DATA_NAME, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+        ctx.data_slots =
+            ((uint64_t)sb.st_size + STORE_FRAME_SIZE - 1) / STORE_FRAME_SIZE;
     rc = mf_load(&ctx, &st->ix, &ms);
     if (rc < 0)
         goto out;
@@ -606,9 +610,7 @@ static int load(struct store *st, const struct store_config *cfg, char *err,
         rc = push_log(st, ms.logs[i].first_lsn);
     }
     if (rc == 0)
-        rc = bitmap_ensure(&ms.used, st->next_slot + 1);
-    if (rc == 0)
-        rc = slots_rebuild(&st->free, ms.used.w, st->next_slot);
+        rc = slots_rebuild(&st->free, &ms.used, st->next_slot);
     if (rc == 0)
         rc = open_data(st, cfg->direct, err, errlen);
     if (rc == 0)

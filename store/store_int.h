@@ -102,6 +102,8 @@ size_t index_bytes(const struct index *ix);
 
 /* ---- slots: reusable slots and reader pins (slots.c) ---- */
 
+struct bitmap;
+
 struct slot_range {
     uint32_t next, end; /* inclusive; popped from next upward */
 };
@@ -119,8 +121,10 @@ void slots_free(struct slots *s);
 /* 0 and *slot, or -1 when none is free. */
 int slots_pop(struct slots *s, uint32_t *slot);
 int slots_push(struct slots *s, uint32_t slot);
-/* Rebuild from the used-slot bitmap: holes below next_slot as ranges. */
-int slots_rebuild(struct slots *s, const uint64_t *used, uint64_t next_slot);
+/* Rebuild from the used-slot bitmap: holes below next_slot as ranges.
+ * Bits at or past used->nbits count as free. */
+int slots_rebuild(struct slots *s, const struct bitmap *used,
+                  uint64_t next_slot);
 
 struct pin {
     uint32_t slot;
@@ -246,6 +250,9 @@ struct mf_ctx {
     size_t errlen;
     void (*warn)(void *ctx, const char *msg);
     void *warn_ctx;
+    /* Slots blobs.dat covers (ceil(size / frame)): a durable entry can
+     * never lie past it, since the data sync precedes its record. */
+    uint64_t data_slots;
 };
 
 /* Load manifest.bin and replay every log over it into ix and state.
