@@ -192,8 +192,15 @@ static int read_full(struct mf_ctx *ctx, int fd, void *buf, size_t len,
         if (n < 0)
             return mf_fail(ctx, (int)n, "pread %s/%s at %" PRIu64 ": %s",
                            ctx->dir, name, off + done, strerror((int)-n));
-        if (n == 0)
-            return 1; /* end of file */
+        if (n == 0) {
+            struct stat sb;
+            if (fstat(fd, &sb) == 0 && (uint64_t)sb.st_size <= off + done)
+                return 1; /* end of file */
+            return mf_fail(ctx, -EIO,
+                           "pread %s/%s at %" PRIu64
+                           ": nothing read inside the file",
+                           ctx->dir, name, off + done);
+        }
         done += (size_t)n;
     }
     return 0;
@@ -210,10 +217,19 @@ static int file_size(int fd, uint64_t *size)
 
 /* ---- applying records (M4) ---- */
 
+/* A slot is valid for a length: an empty blob has none, any other one a
+ * slot inside blobs.dat. */
+static int slot_ok(const struct mf_ctx *ctx, uint64_t slot, uint32_t len)
+{
+    if (len == 0)
+        return slot == MF_SLOT_NONE;
+    return slot < MF_MAX_SLOTS && slot < ctx->data_slots;
+}
+
 static int apply_set(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
                      const struct mf_record *r, const char *name, uint64_t off)
 {
-    if (r->slot >= MF_MAX_SLOTS || r->slot >= ctx->data_slots)
+    if (r->len <= STORE_FRAME_SIZE && !slot_ok(ctx, r->slot, r->len))
         return mf_fail(ctx, STORE_E_CORRUPT,
                        "%s/%s at offset %" PRIu64 ": slot %" PRIu64
                        " out of bounds (%s covers %" PRIu64 " slots)",
@@ -231,29 +247,33 @@ static int apply_set(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
                        ": version of generation %" PRIu64
                        " before that generation was opened",
                        ctx->dir, name, off, gen);
-    int rc = bitmap_ensure(&s->used, r->slot + 1);
-    if (rc < 0)
-        return mf_fail(ctx, rc, "out of memory replaying %s", name);
+    int rc = 0;
     struct index_entry *cur = index_find(ix, r->guid);
-    if (bitmap_get(&s->used, r->slot) && (!cur || cur->slot != r->slot))
-        return mf_fail(ctx, STORE_E_CORRUPT,
-                       "%s/%s at offset %" PRIu64 ": slot %" PRIu64
-                       " is claimed by two GUIDs",
-                       ctx->dir, name, off, r->slot);
-    if (cur)
+    if (r->len > 0) {
+        rc = bitmap_ensure(&s->used, r->slot + 1);
+        if (rc < 0)
+            return mf_fail(ctx, rc, "out of memory replaying %s", name);
+        if (bitmap_get(&s->used, r->slot) && (!cur || cur->slot != r->slot))
+            return mf_fail(ctx, STORE_E_CORRUPT,
+                           "%s/%s at offset %" PRIu64 ": slot %" PRIu64
+                           " is claimed by two GUIDs",
+                           ctx->dir, name, off, r->slot);
+    }
+    if (cur && cur->slot != SLOT_NONE)
         bitmap_clear(&s->used, cur->slot);
-    bitmap_set(&s->used, r->slot);
+    if (r->len > 0)
+        bitmap_set(&s->used, r->slot);
     struct index_entry e, old;
     int had;
     memcpy(e.guid, r->guid, STORE_GUID_SIZE);
-    e.slot = (uint32_t)r->slot;
+    e.slot = r->len > 0 ? (uint32_t)r->slot : SLOT_NONE;
     e.len = r->len;
     e.crc = r->crc;
     ix_set_version(&e, r->version);
     rc = index_put(ix, &e, &old, &had);
     if (rc < 0)
         return mf_fail(ctx, rc, "out of memory replaying %s", name);
-    if (r->slot + 1 > s->next_slot)
+    if (r->len > 0 && r->slot + 1 > s->next_slot)
         s->next_slot = r->slot + 1;
     return 0;
 }
@@ -275,7 +295,7 @@ static int apply_record(struct mf_ctx *ctx, struct index *ix,
     case MF_REC_SET:
         return apply_set(ctx, ix, s, r, name, off);
     case MF_REC_DELETE:
-        if (index_remove(ix, r->guid, &old) == 0)
+        if (index_remove(ix, r->guid, &old) == 0 && old.slot != SLOT_NONE)
             bitmap_clear(&s->used, old.slot);
         return 0;
     }
@@ -685,7 +705,7 @@ static int load_snapshot(struct mf_ctx *ctx, struct index *ix,
     s->next_slot = le_get64(h + 40);
     uint64_t count = le_get64(h + 48);
     s->generation = le_get32(h + 56);
-    if (s->next_slot > MF_MAX_SLOTS || count > s->next_slot ||
+    if (s->next_slot > MF_MAX_SLOTS ||
         s->snap_bytes != MF_SNAP_HDR_SIZE + count * MF_SNAP_ENTRY_SIZE +
                              MF_SNAP_TRAILER_SIZE) {
         rc = mf_fail(ctx, STORE_E_CORRUPT,
@@ -705,6 +725,9 @@ static int load_snapshot(struct mf_ctx *ctx, struct index *ix,
     for (uint64_t done = 0; done < count;) {
         uint64_t n = count - done > SCAN_RECS ? SCAN_RECS : count - done;
         rc = read_full(ctx, fd, buf, n * MF_SNAP_ENTRY_SIZE, off, name);
+        if (rc > 0)
+            rc = mf_fail(ctx, STORE_E_CORRUPT, "%s/%s: truncated at %" PRIu64,
+                         ctx->dir, name, off);
         if (rc != 0)
             goto out;
         crc = store_crc32c_cont(crc, buf, n * MF_SNAP_ENTRY_SIZE);
@@ -715,12 +738,13 @@ static int load_snapshot(struct mf_ctx *ctx, struct index *ix,
             int had;
             uint64_t slot = le_get64(p + 16);
             uint64_t ver = le_get64(p + 32);
+            uint32_t len = le_get32(p + 24);
             if (le_get32(p + 44) != store_crc32c(p, 44) ||
                 (done + i > 0 && memcmp(prev, p, 16) >= 0) ||
-                slot >= s->next_slot || slot >= ctx->data_slots ||
-                le_get32(p + 24) > STORE_FRAME_SIZE ||
+                len > STORE_FRAME_SIZE || !slot_ok(ctx, slot, len) ||
+                (len > 0 && slot >= s->next_slot) ||
                 store_version_generation(ver) > s->generation ||
-                bitmap_get(&s->used, slot)) {
+                (len > 0 && bitmap_get(&s->used, slot))) {
                 rc = mf_fail(ctx, STORE_E_CORRUPT,
                              "%s/%s at offset %" PRIu64
                              ": bad entry (checksum, order, slot, length or"
@@ -729,13 +753,15 @@ static int load_snapshot(struct mf_ctx *ctx, struct index *ix,
                 goto out;
             }
             memcpy(prev, p, 16);
-            rc = bitmap_ensure(&s->used, slot + 1);
-            if (rc < 0)
-                goto out;
-            bitmap_set(&s->used, slot);
+            if (len > 0) {
+                rc = bitmap_ensure(&s->used, slot + 1);
+                if (rc < 0)
+                    goto out;
+                bitmap_set(&s->used, slot);
+            }
             memcpy(e.guid, p, 16);
-            e.slot = (uint32_t)slot;
-            e.len = le_get32(p + 24);
+            e.slot = len > 0 ? (uint32_t)slot : SLOT_NONE;
+            e.len = len;
             e.crc = le_get32(p + 28);
             ix_set_version(&e, ver);
             rc = index_put(ix, &e, &old, &had);
@@ -912,7 +938,7 @@ int mf_write_snapshot(struct mf_ctx *ctx, struct index *ix,
             uint8_t *p = buf + n * MF_SNAP_ENTRY_SIZE;
             memset(p, 0, MF_SNAP_ENTRY_SIZE);
             memcpy(p, c->e[i].guid, 16);
-            le_put64(p + 16, c->e[i].slot);
+            le_put64(p + 16, slot_to_disk(c->e[i].slot));
             le_put32(p + 24, c->e[i].len);
             le_put32(p + 28, c->e[i].crc);
             le_put64(p + 32, ix_version(&c->e[i]));

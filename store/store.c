@@ -25,8 +25,8 @@
  * Locks: wlock serializes writes, deletes, flushes and compactions (the
  * I/O path); lock guards the index, slots, pins, pend[] and the counters,
  * and is held only for memory work, never across I/O (G4).  Order: wlock
- * before lock.  A holder of wlock may read the index without lock: only
- * wlock holders change it.
+ * before lock.  The index, pend[] and the log/data-file counters change
+ * only with both held, so a holder of wlock may read them without lock.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -311,10 +311,12 @@ static int append_group(struct store *st, const struct mf_record *recs,
     if (rc < 0)
         return set_sticky(st, rc, "fdatasync %s/%s", st->dir, name);
     uint64_t end = off + len;
+    pthread_mutex_lock(&st->lock);
     st->log_bytes += end - st->log_end;
     st->log_end = end;
     st->next_lsn += n;
     st->log_records += n;
+    pthread_mutex_unlock(&st->lock);
     return 0;
 }
 
@@ -459,6 +461,8 @@ static int check_data_size(struct store *st, char *err, size_t errlen)
     for (size_t ci = 0; ci < st->ix.nchunks; ci++) {
         const struct index_chunk *c = st->ix.chunks[ci];
         for (uint32_t i = 0; i < c->n; i++) {
+            if (c->e[i].slot == SLOT_NONE)
+                continue;
             uint64_t need = (uint64_t)c->e[i].slot * STORE_FRAME_SIZE +
                             round_page(c->e[i].len);
             if (need > size)
@@ -775,6 +779,13 @@ static void decide(struct store *st, struct wplan *plan, size_t n)
     }
 }
 
+static void set_prealloc(struct store *st, uint64_t slots)
+{
+    pthread_mutex_lock(&st->lock);
+    st->prealloc_slots = slots;
+    pthread_mutex_unlock(&st->lock);
+}
+
 /* Grow the data file to cover need slots (chunked; ENOSPC retries for just
  * need).  Caller holds wlock.  0, STORE_E_NOSPACE or -errno. */
 static int ensure_capacity(struct store *st, uint64_t need)
@@ -797,7 +808,7 @@ static int ensure_capacity(struct store *st, uint64_t need)
         need >= PREALLOC_LARGE_AT ? PREALLOC_LARGE : PREALLOC_SMALL;
     uint64_t target = (need + chunk - 1) / chunk * chunk;
     if (st->no_fallocate) {
-        st->prealloc_slots = target;
+        set_prealloc(st, target);
         return 0;
     }
     uint64_t from = st->prealloc_slots * STORE_FRAME_SIZE;
@@ -814,7 +825,7 @@ static int ensure_capacity(struct store *st, uint64_t need)
                "writes",
                st->dir, MF_DATA_NAME);
         st->no_fallocate = 1;
-        st->prealloc_slots = target;
+        set_prealloc(st, target);
         return 0;
     }
     if (rc == -ENOSPC)
@@ -824,7 +835,7 @@ static int ensure_capacity(struct store *st, uint64_t need)
                MF_DATA_NAME, strerror(-rc));
         return rc;
     }
-    st->prealloc_slots = target;
+    set_prealloc(st, target);
     return 0;
 }
 
@@ -880,6 +891,10 @@ static enum store_outcome failed_outcome(int rc)
 static int allocate(struct store *st, struct wplan **v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
+        if (v[i]->w->len == 0) { /* an empty blob needs no slot */
+            v[i]->slot = SLOT_NONE;
+            continue;
+        }
         if (slots_pop(&st->free, &v[i]->slot) == 0) {
             v[i]->has_slot = 1;
             continue;
@@ -916,13 +931,13 @@ static void apply_writes(struct store *st, struct wplan **v, size_t n)
                 slots_push(&st->free, p->slot); /* T3 */
             continue;
         }
-        if (had)
+        if (had && old.slot != SLOT_NONE)
             st->pend_free[st->npf++] = old.slot;
         struct mf_record *r = &st->pend[st->npend++];
         memset(r, 0, sizeof(*r));
         r->type = MF_REC_SET;
         memcpy(r->guid, w->guid, STORE_GUID_SIZE);
-        r->slot = p->slot;
+        r->slot = slot_to_disk(p->slot);
         r->len = w->len;
         r->crc = p->crc;
         r->version = w->version;
@@ -1034,12 +1049,14 @@ int store_write_batch(struct store *st, struct store_write *w, size_t n)
     /* Capacity: items past what the file can hold fail with no space. */
     uint64_t need = 0;
     for (size_t i = 0; i < nwin; i++)
-        if (win[i]->rc == 0 && win[i]->slot + 1ull > need)
+        if (win[i]->rc == 0 && win[i]->slot != SLOT_NONE &&
+            win[i]->slot + 1ull > need)
             need = win[i]->slot + 1ull;
     int crc_rc = ensure_capacity(st, need);
     for (size_t i = 0; i < nwin; i++) {
         struct wplan *p = win[i];
-        if (p->rc == 0 && crc_rc < 0 && p->slot >= st->prealloc_slots)
+        if (p->rc == 0 && crc_rc < 0 && p->slot != SLOT_NONE &&
+            p->slot >= st->prealloc_slots)
             p->rc = crc_rc;
         if (p->rc < 0)
             continue;
@@ -1051,7 +1068,7 @@ int store_write_batch(struct store *st, struct store_write *w, size_t n)
     /* Write the winners that still may, in slot order. */
     size_t nio = 0;
     for (size_t i = 0; i < nwin; i++)
-        if (win[i]->rc == 0)
+        if (win[i]->rc == 0 && win[i]->slot != SLOT_NONE)
             win[nio++] = win[i];
     qsort(win, nio, sizeof(*win), slot_cmp);
     write_frames(st, win, nio);
@@ -1118,7 +1135,8 @@ int store_delete(struct store *st, const uint8_t guid[STORE_GUID_SIZE],
     } else if ((rc = reserve_pending(st, 1)) == 0) {
         struct index_entry old;
         index_remove(&st->ix, guid, &old);
-        st->pend_free[st->npf++] = old.slot;
+        if (old.slot != SLOT_NONE)
+            st->pend_free[st->npf++] = old.slot;
         struct mf_record *r = &st->pend[st->npend++];
         memset(r, 0, sizeof(*r));
         r->type = MF_REC_DELETE;
@@ -1190,7 +1208,9 @@ static int flush_locked(struct store *st, struct store_flush_result *res)
     return 0;
 }
 
-static void remove_covered_logs(struct store *st)
+/* Remove the logs the new snapshot covers; a failed directory sync is
+ * sticky (G3).  Caller holds wlock. */
+static int remove_covered_logs(struct store *st)
 {
     size_t keep = 0;
     int removed = 0;
@@ -1215,8 +1235,9 @@ static void remove_covered_logs(struct store *st)
     if (removed) {
         int rc = st->io->sync(st->io, st->dirfd, STORE_IO_FSYNC);
         if (rc < 0)
-            set_sticky(st, rc, "fsync %s", st->dir);
+            return set_sticky(st, rc, "fsync %s", st->dir);
     }
+    return 0;
 }
 
 /* Caller holds wlock and has flushed: the index is the durable state. */
@@ -1242,30 +1263,35 @@ static int compact_locked(struct store *st)
             goto out;
         }
         st->io->close(st->io, st->logfd);
+        pthread_mutex_lock(&st->lock);
         st->logfd = fd;
         st->log_first = st->next_lsn;
         st->log_end = MF_LOG_HDR_SIZE;
+        pthread_mutex_unlock(&st->lock);
     }
     uint64_t bytes = 0;
     rc = mf_write_snapshot(&ctx, &st->ix, st->uuid, st->next_lsn - 1,
                            st->next_slot, st->generation, &bytes, &sync_failed);
     if (rc < 0)
         goto out;
-    st->snap_bytes = bytes;
-    remove_covered_logs(st);
-    st->log_bytes = 0;
+    rc = remove_covered_logs(st);
+    uint64_t log_bytes = 0;
     for (size_t i = 0; i < st->nlogs; i++) {
         if (st->logs[i] == st->log_first) {
-            st->log_bytes += st->log_end;
+            log_bytes += st->log_end;
         } else {
             char name[32];
             struct stat sb;
             mf_log_name(name, st->logs[i]);
             if (fstatat(st->dirfd, name, &sb, 0) == 0)
-                st->log_bytes += (uint64_t)sb.st_size;
+                log_bytes += (uint64_t)sb.st_size;
         }
     }
+    pthread_mutex_lock(&st->lock);
+    st->snap_bytes = bytes;
+    st->log_bytes = log_bytes;
     st->log_records = 0;
+    pthread_mutex_unlock(&st->lock);
     st->compact_retry_at = 0;
 out:
     pthread_mutex_lock(&st->lock);
@@ -1280,6 +1306,8 @@ out:
         st->compaction_failures++;
     }
     pthread_mutex_unlock(&st->lock);
+    if (rc == STORE_E_FAILED)
+        return rc; /* already sticky and logged */
     if (rc < 0 && sync_failed)
         return set_sticky(st, rc, "compaction: %s", err);
     if (rc < 0) {
@@ -1381,7 +1409,8 @@ static int resolve_pin(struct store *st, const uint8_t *guid,
     } else {
         fill_info(info, e);
         *slot = e->slot;
-        rc = pins_add(&st->pins, e->slot);
+        if (e->slot != SLOT_NONE)
+            rc = pins_add(&st->pins, e->slot);
     }
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -1389,6 +1418,8 @@ static int resolve_pin(struct store *st, const uint8_t *guid,
 
 static void unpin(struct store *st, uint32_t slot)
 {
+    if (slot == SLOT_NONE)
+        return;
     pthread_mutex_lock(&st->lock);
     if (pins_release(&st->pins, slot))
         slots_push(&st->free, slot);
@@ -1503,7 +1534,7 @@ int store_read_batch(struct store *st, const uint8_t (*guids)[16],
         }
         fill_info(&infos[i], e);
         slots[i] = e->slot;
-        rcs[i] = pins_add(&st->pins, e->slot);
+        rcs[i] = e->slot == SLOT_NONE ? 0 : pins_add(&st->pins, e->slot);
     }
     pthread_mutex_unlock(&st->lock);
     for (size_t i = 0; i < n; i++) {

@@ -70,6 +70,16 @@ static inline void ix_set_version(struct index_entry *e, uint64_t v)
     e->ver_hi = (uint32_t)(v >> 32);
 }
 
+/* An empty blob (len 0) takes no slot: SLOT_NONE in memory, MF_SLOT_NONE
+ * in records and snapshot entries. */
+#define SLOT_NONE UINT32_MAX
+#define MF_SLOT_NONE UINT64_MAX
+
+static inline uint64_t slot_to_disk(uint32_t slot)
+{
+    return slot == SLOT_NONE ? MF_SLOT_NONE : slot;
+}
+
 #define INDEX_CHUNK_CAP 128
 
 struct index_chunk {

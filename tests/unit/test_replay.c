@@ -1537,6 +1537,50 @@ static void test_slot_past_data_file_is_corrupt(void **state)
     tu_rmtree(dir);
 }
 
+/* An empty blob takes no slot and no data-file space, on disk and after
+ * a reopen (log replay and snapshot); giving it bytes takes a slot. */
+static void test_empty_blob_takes_no_slot(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("replay-empty");
+    struct store *st = tu_open(dir, NULL);
+    uint8_t g[16], h[16];
+    tu_guid_fill(g, 0xE1);
+    tu_guid_fill(h, 0xE2);
+    tu_put(st, g, 0, 1);
+    tu_put(st, h, 0, 2);
+    flush_ok(st);
+    struct store_stats s;
+    get_stats(st, &s);
+    assert_int_equal(s.next_slot, 0);
+    assert_int_equal(s.data_file_bytes, 0);
+    assert_int_equal(s.entries, 2);
+    store_close(st);
+    for (int pass = 0; pass < 2; pass++) {
+        st = tu_open(dir, NULL);
+        tu_check(st, g, 0, 1);
+        tu_check(st, h, 0, 2);
+        get_stats(st, &s);
+        assert_int_equal(s.next_slot, 0);
+        if (pass == 0)
+            assert_int_equal(store_compact(st), 0); /* then via snapshot */
+        store_close(st);
+    }
+    st = tu_open(dir, NULL);
+    tu_put(st, g, 5000, 3); /* empty -> non-empty: now it needs a slot */
+    assert_int_equal(store_delete(st, h, NULL, NULL), 0);
+    flush_ok(st);
+    get_stats(st, &s);
+    assert_int_equal(s.next_slot, 1);
+    store_close(st);
+    st = tu_open(dir, NULL);
+    tu_check(st, g, 5000, 3);
+    struct store_blob_info info;
+    assert_int_equal(store_stat(st, h, &info), STORE_E_NOT_FOUND);
+    store_close(st);
+    tu_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1545,6 +1589,7 @@ int main(void)
         cmocka_unit_test(test_interrupted_log_creation_zero_header),
         cmocka_unit_test(test_valid_group_with_wrong_lsn_is_corrupt),
         cmocka_unit_test(test_slot_past_data_file_is_corrupt),
+        cmocka_unit_test(test_empty_blob_takes_no_slot),
         cmocka_unit_test(test_torn_tail_every_offset),
         cmocka_unit_test(test_last_group_zeroed),
         cmocka_unit_test(test_last_group_random),
