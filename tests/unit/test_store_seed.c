@@ -129,7 +129,7 @@ static size_t list_logs(const char *dir, char names[][SEED_NAME_MAX],
         if (!is_log_name(e->d_name))
             continue;
         assert_true(n < max);
-        snprintf(names[n], SEED_NAME_MAX, "%s", e->d_name);
+        snprintf(names[n], SEED_NAME_MAX, "%.*s", SEED_NAME_MAX - 1, e->d_name);
         n++;
     }
     closedir(d);
