@@ -16,9 +16,11 @@
  *  M4. Every applied record and the final state are checked: a slot
  *      claimed by two GUIDs, a slot past the limit, a length past one
  *      frame or a version from a future generation refuse to open.
- *  M5. manifest.bin is replaced only by mf_write_snapshot: tmp file, fsync,
- *      rename, fsync of the directory.
- * Threads: called by the store with its write lock held (or during open).
+ *  M5. manifest.bin is replaced only by mf_commit_snapshot, renaming a tmp
+ *      file that mf_write_snapshot_tmp wrote and fsynced; then the
+ *      directory is fsynced.
+ * Threads: replay runs during open; snapshot writing runs on whichever
+ * thread compacts, reading the index only through its page callback.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -48,6 +50,9 @@ _Static_assert(sizeof(MF_GROUP_MAGIC) - 1 == 8 &&
 #define OFF_CRC 60 /* every 64-byte header/record: CRC32C of bytes 0..59 */
 
 static int mf_fail(struct mf_ctx *ctx, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int mf_fail(struct mf_ctx *ctx, int rc, const char *fmt, ...)
 {
     if (ctx->err && ctx->errlen) {
         va_list ap;
@@ -57,6 +62,9 @@ static int mf_fail(struct mf_ctx *ctx, int rc, const char *fmt, ...)
     }
     return rc;
 }
+
+static void mf_warn(struct mf_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void mf_warn(struct mf_ctx *ctx, const char *fmt, ...)
 {
@@ -895,15 +903,63 @@ int mf_create_log(struct mf_ctx *ctx, const uint8_t uuid[16],
     return fd;
 }
 
-#define SNAP_BUF_ENTRIES 16384
+#define SNAP_PAGE 4096 /* entries per page taken from the source */
 
-int mf_write_snapshot(struct mf_ctx *ctx, struct index *ix,
-                      const uint8_t uuid[16], uint64_t last_lsn,
-                      uint64_t next_slot, uint64_t generation, uint64_t *bytes,
-                      int *sync_failed)
+static void encode_snap_entry(uint8_t *p, const struct index_entry *e)
+{
+    memset(p, 0, MF_SNAP_ENTRY_SIZE);
+    memcpy(p, e->guid, 16);
+    le_put64(p + 16, slot_to_disk(e->slot));
+    le_put32(p + 24, e->len);
+    le_put32(p + 28, e->crc);
+    le_put64(p + 32, ix_version(e));
+    le_put32(p + 44, store_crc32c(p, 44));
+}
+
+/* Entries page by page from src, written after the header's place. */
+static int write_snap_entries(struct mf_ctx *ctx, int fd,
+                              const struct mf_snap_src *src, uint64_t *count,
+                              uint32_t *crc, uint64_t *off)
 {
     const char *tmp = MF_SNAP_TMP_NAME;
-    uint8_t *buf = NULL;
+    struct index_entry *page = malloc(SNAP_PAGE * sizeof(*page));
+    uint8_t *buf = malloc(SNAP_PAGE * MF_SNAP_ENTRY_SIZE);
+    uint8_t after[STORE_GUID_SIZE];
+    int rc = -ENOMEM, have_after = 0;
+    if (!page || !buf)
+        goto out;
+    for (;;) {
+        if (src->abandon && src->abandon(src->arg)) {
+            rc = mf_fail(ctx, STORE_E_STOPPED, "compaction abandoned");
+            goto out;
+        }
+        size_t n =
+            src->page(src->arg, have_after ? after : NULL, page, SNAP_PAGE);
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n; i++)
+            encode_snap_entry(buf + i * MF_SNAP_ENTRY_SIZE, &page[i]);
+        *crc = store_crc32c_cont(*crc, buf, n * MF_SNAP_ENTRY_SIZE);
+        rc = write_full(ctx, fd, buf, n * MF_SNAP_ENTRY_SIZE, *off, tmp);
+        if (rc < 0)
+            goto out;
+        *off += n * MF_SNAP_ENTRY_SIZE;
+        *count += n;
+        memcpy(after, page[n - 1].guid, STORE_GUID_SIZE);
+        have_after = 1;
+    }
+    rc = 0;
+out:
+    free(page);
+    free(buf);
+    return rc;
+}
+
+int mf_write_snapshot_tmp(struct mf_ctx *ctx, const struct mf_snap_src *src,
+                          const uint8_t uuid[16], uint64_t last_lsn,
+                          uint64_t *bytes, int *sync_failed)
+{
+    const char *tmp = MF_SNAP_TMP_NAME;
     *sync_failed = 0;
     int fd = ctx->io->openat(
         ctx->io, ctx->dirfd, tmp,
@@ -911,11 +967,23 @@ int mf_write_snapshot(struct mf_ctx *ctx, struct index *ix,
     if (fd < 0)
         return mf_fail(ctx, fd, "create %s/%s: %s", ctx->dir, tmp,
                        strerror(-fd));
-    int rc = -ENOMEM;
-    buf = malloc(SNAP_BUF_ENTRIES * MF_SNAP_ENTRY_SIZE);
-    if (!buf)
-        goto fail;
+    uint64_t off = MF_SNAP_HDR_SIZE, count = 0, next_slot = 0, gen = 0;
+    uint32_t crc = 0;
     uint8_t h[MF_SNAP_HDR_SIZE];
+    int rc = write_snap_entries(ctx, fd, src, &count, &crc, &off);
+    if (rc < 0)
+        goto fail;
+    memset(h, 0, sizeof(h));
+    memcpy(h, MF_SNAP_END_MAGIC, 8);
+    le_put64(h + 8, count);
+    le_put32(h + 16, crc);
+    seal64(h);
+    rc = write_full(ctx, fd, h, sizeof(h), off, tmp);
+    if (rc < 0)
+        goto fail;
+    off += sizeof(h);
+    /* The header last: next_slot and the generation as of the scan's end. */
+    src->tail(src->arg, &next_slot, &gen);
     memset(h, 0, sizeof(h));
     memcpy(h, MF_SNAP_MAGIC, 8);
     le_put32(h + 8, MF_VERSION);
@@ -923,48 +991,12 @@ int mf_write_snapshot(struct mf_ctx *ctx, struct index *ix,
     memcpy(h + 16, uuid, 16);
     le_put64(h + 32, last_lsn);
     le_put64(h + 40, next_slot);
-    le_put64(h + 48, ix->count);
-    le_put32(h + 56, (uint32_t)generation);
+    le_put64(h + 48, count);
+    le_put32(h + 56, (uint32_t)gen);
     seal64(h);
     rc = write_full(ctx, fd, h, sizeof(h), 0, tmp);
     if (rc < 0)
         goto fail;
-    uint64_t off = MF_SNAP_HDR_SIZE;
-    uint32_t crc = 0;
-    size_t n = 0;
-    for (size_t ci = 0; ci <= ix->nchunks; ci++) {
-        const struct index_chunk *c = ci < ix->nchunks ? ix->chunks[ci] : NULL;
-        for (uint32_t i = 0; c && i < c->n; i++) {
-            uint8_t *p = buf + n * MF_SNAP_ENTRY_SIZE;
-            memset(p, 0, MF_SNAP_ENTRY_SIZE);
-            memcpy(p, c->e[i].guid, 16);
-            le_put64(p + 16, slot_to_disk(c->e[i].slot));
-            le_put32(p + 24, c->e[i].len);
-            le_put32(p + 28, c->e[i].crc);
-            le_put64(p + 32, ix_version(&c->e[i]));
-            le_put32(p + 44, store_crc32c(p, 44));
-            n++;
-            if (n == SNAP_BUF_ENTRIES)
-                break;
-        }
-        if (n == SNAP_BUF_ENTRIES || (!c && n > 0)) {
-            crc = store_crc32c_cont(crc, buf, n * MF_SNAP_ENTRY_SIZE);
-            rc = write_full(ctx, fd, buf, n * MF_SNAP_ENTRY_SIZE, off, tmp);
-            if (rc < 0)
-                goto fail;
-            off += n * MF_SNAP_ENTRY_SIZE;
-            n = 0;
-        }
-    }
-    memset(h, 0, sizeof(h));
-    memcpy(h, MF_SNAP_END_MAGIC, 8);
-    le_put64(h + 8, ix->count);
-    le_put32(h + 16, crc);
-    seal64(h);
-    rc = write_full(ctx, fd, h, sizeof(h), off, tmp);
-    if (rc < 0)
-        goto fail;
-    off += sizeof(h);
     rc = ctx->io->sync(ctx->io, fd, STORE_IO_FSYNC);
     if (rc < 0) {
         *sync_failed = 1;
@@ -972,26 +1004,29 @@ int mf_write_snapshot(struct mf_ctx *ctx, struct index *ix,
         goto fail;
     }
     ctx->io->close(ctx->io, fd);
-    fd = -1;
-    rc = ctx->io->renameat(ctx->io, ctx->dirfd, tmp, MF_SNAP_NAME);
+    *bytes = off;
+    return 0;
+fail:
+    ctx->io->close(ctx->io, fd);
+    ctx->io->unlinkat(ctx->io, ctx->dirfd, tmp);
+    return rc;
+}
+
+int mf_commit_snapshot(struct mf_ctx *ctx, int *sync_failed)
+{
+    *sync_failed = 0;
+    int rc =
+        ctx->io->renameat(ctx->io, ctx->dirfd, MF_SNAP_TMP_NAME, MF_SNAP_NAME);
     if (rc < 0) {
-        mf_fail(ctx, rc, "rename %s/%s: %s", ctx->dir, tmp, strerror(-rc));
-        goto fail;
+        mf_fail(ctx, rc, "rename %s/%s: %s", ctx->dir, MF_SNAP_TMP_NAME,
+                strerror(-rc));
+        ctx->io->unlinkat(ctx->io, ctx->dirfd, MF_SNAP_TMP_NAME);
+        return rc;
     }
     rc = ctx->io->sync(ctx->io, ctx->dirfd, STORE_IO_FSYNC);
     if (rc < 0) {
         *sync_failed = 1;
-        mf_fail(ctx, rc, "fsync %s: %s", ctx->dir, strerror(-rc));
-        free(buf);
-        return rc; /* renamed: nothing to remove */
+        return mf_fail(ctx, rc, "fsync %s: %s", ctx->dir, strerror(-rc));
     }
-    *bytes = off;
-    free(buf);
     return 0;
-fail:
-    if (fd >= 0)
-        ctx->io->close(ctx->io, fd);
-    ctx->io->unlinkat(ctx->io, ctx->dirfd, tmp);
-    free(buf);
-    return rc;
 }

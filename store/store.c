@@ -51,71 +51,11 @@
 #define PREALLOC_LARGE 64u
 #define PREALLOC_LARGE_AT 128u
 #define PWRITEV_MAX 1024 /* IOV_MAX on Linux */
-#define FRAME_POOL_MAX 64
 #define COMPACT_MIN_BYTES (1ull << 20)
 #define COMPACT_RATIO 4u
-
-struct store {
-    char *dir;
-    int read_only;
-    enum store_log_level log_level;
-    void (*log_fn)(void *ctx, enum store_log_level level, const char *msg);
-    void *log_ctx;
-    uint64_t headroom_min;
-
-    struct store_io *io;
-    int io_owned;
-    int dirfd, lockfd, datafd, logfd;
-    pid_t owner_pid;
-    dev_t lock_dev;
-    ino_t lock_ino;
-    int direct;
-    uint8_t uuid[16];
-
-    pthread_mutex_t wlock;
-    pthread_mutex_t lock;
-
-    /* under lock */
-    struct index ix;
-    struct slots free;
-    struct pins pins;
-    uint64_t next_slot;
-    struct mf_record *pend;
-    size_t npend, cpend;
-    uint32_t *pend_free;
-    size_t npf, cpf;
-    uint64_t unflushed_blobs, unflushed_bytes;
-    int data_dirty;
-    int sticky;
-    char sticky_msg[256];
-
-    /* under wlock (read under lock for stats) */
-    uint64_t prealloc_slots;
-    int no_fallocate;
-    uint64_t generation, counter;
-    uint64_t next_lsn;
-    uint64_t log_first; /* first LSN of the current log */
-    uint64_t log_end;   /* committed end of the current log */
-    uint64_t *logs;     /* first LSNs of every log file, ascending */
-    size_t nlogs, clogs;
-    uint64_t log_bytes, log_records, snap_bytes;
-    uint64_t compact_retry_at;
-
-    /* stats, under lock */
-    uint64_t flushes, flush_failures, flush_last_ns;
-    int64_t flush_last_ms;
-    int flush_in_progress;
-    uint64_t compactions, compaction_failures, compaction_last_ns;
-    uint64_t compaction_before, compaction_after;
-    int64_t compaction_last_ms;
-    int compaction_running;
-    int torn_tail;
-    uint64_t torn_offset;
-
-    pthread_mutex_t frame_lock;
-    void *frames[FRAME_POOL_MAX];
-    size_t nframes;
-};
+#define PRESSURE_DELTAS 4096u
+#define PRESSURE_FREE 1024u
+#define PRESSURE_BYTES (256ull << 20)
 
 /* ---- small helpers ---- */
 
@@ -138,8 +78,17 @@ static uint64_t round_page(uint64_t v)
     return (v + STORE_PAGE_SIZE - 1) & ~(uint64_t)(STORE_PAGE_SIZE - 1);
 }
 
-static void st_log(struct store *st, enum store_log_level lvl, const char *fmt,
-                   ...)
+/* A hold past its timeout ends.  Caller holds lock. */
+static void hold_expire(struct store *st)
+{
+    if (st->held && st->hold_until && now_ns() >= st->hold_until) {
+        st->held = 0;
+        st->hold_until = 0;
+        st->holds_expired++;
+    }
+}
+
+void store_log(struct store *st, enum store_log_level lvl, const char *fmt, ...)
 {
     if (lvl > st->log_level && lvl > STORE_LOG_WARN)
         return;
@@ -156,7 +105,7 @@ static void st_log(struct store *st, enum store_log_level lvl, const char *fmt,
 
 static void mf_warn_cb(void *ctx, const char *msg)
 {
-    st_log(ctx, STORE_LOG_WARN, "%s", msg);
+    store_log(ctx, STORE_LOG_WARN, "%s", msg);
 }
 
 static void mf_ctx_init(struct store *st, struct mf_ctx *ctx, char *err,
@@ -177,6 +126,9 @@ static void mf_ctx_init(struct store *st, struct mf_ctx *ctx, char *err,
 
 /* G3: record a durability failure; caller holds wlock. */
 static int set_sticky(struct store *st, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int set_sticky(struct store *st, int rc, const char *fmt, ...)
 {
     char msg[200];
     va_list ap;
@@ -190,9 +142,9 @@ static int set_sticky(struct store *st, int rc, const char *fmt, ...)
                  strerror(rc < 0 && rc > -4096 ? -rc : EIO));
     }
     pthread_mutex_unlock(&st->lock);
-    st_log(st, STORE_LOG_ERROR,
-           "%s: %s; the store refuses writes until reopened", msg,
-           strerror(rc < 0 && rc > -4096 ? -rc : EIO));
+    store_log(st, STORE_LOG_ERROR,
+              "%s: %s; the store refuses writes until reopened", msg,
+              strerror(rc < 0 && rc > -4096 ? -rc : EIO));
     return STORE_E_FAILED;
 }
 
@@ -208,9 +160,9 @@ static int writable_check(struct store *st)
     struct stat sb;
     if (fstatat(st->dirfd, MF_LOCK_NAME, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
         sb.st_ino != st->lock_ino || sb.st_dev != st->lock_dev) {
-        st_log(st, STORE_LOG_ERROR,
-               "%s/%s was replaced or removed; refusing to write", st->dir,
-               MF_LOCK_NAME);
+        store_log(st, STORE_LOG_ERROR,
+                  "%s/%s was replaced or removed; refusing to write", st->dir,
+                  MF_LOCK_NAME);
         return STORE_E_NOT_OWNER;
     }
     return 0;
@@ -247,7 +199,9 @@ static int reserve_pending(struct store *st, size_t n)
 
 void *store_frame_alloc(struct store *st)
 {
-    void *f = NULL;
+    void *f = st->io->frame_alloc ? st->io->frame_alloc(st->io) : NULL;
+    if (f)
+        return f; /* a registered frame: READ_FIXED / WRITE_FIXED */
     pthread_mutex_lock(&st->frame_lock);
     if (st->nframes > 0)
         f = st->frames[--st->nframes];
@@ -260,6 +214,8 @@ void *store_frame_alloc(struct store *st)
 void store_frame_free(struct store *st, void *frame)
 {
     if (!frame)
+        return;
+    if (st->io->frame_free && st->io->frame_free(st->io, frame))
         return;
     pthread_mutex_lock(&st->frame_lock);
     if (st->nframes < FRAME_POOL_MAX) {
@@ -302,9 +258,10 @@ static int append_group(struct store *st, const struct mf_record *recs,
         if (rc < 0)
             return set_sticky(st, rc, "truncate-back of %s/%s to %" PRIu64,
                               st->dir, name, st->log_end);
-        st_log(st, STORE_LOG_WARN,
-               "append to %s/%s at %" PRIu64 ": %s; %zu records stay pending",
-               st->dir, name, off, w < 0 ? strerror(ENOSPC) : "short write", n);
+        store_log(
+            st, STORE_LOG_WARN,
+            "append to %s/%s at %" PRIu64 ": %s; %zu records stay pending",
+            st->dir, name, off, w < 0 ? strerror(ENOSPC) : "short write", n);
         return STORE_E_NOSPACE;
     }
     int rc = st->io->sync(st->io, st->logfd, STORE_IO_FDATASYNC);
@@ -328,6 +285,9 @@ void store_config_init(struct store_config *cfg, const char *dir)
     cfg->dir = dir;
     cfg->log_level = STORE_LOG_INFO;
 }
+
+static int fail_open(char *errbuf, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static int fail_open(char *errbuf, size_t errlen, int rc, const char *fmt, ...)
 {
@@ -434,9 +394,9 @@ static int open_data(struct store *st, enum store_direct mode, char *err,
             return fail_open(err, errlen, STORE_E_NO_DIRECT,
                              "%s/%s: O_DIRECT required but %s", st->dir,
                              MF_DATA_NAME, why);
-        st_log(st, STORE_LOG_WARN,
-               "%s/%s: O_DIRECT unavailable (%s); using buffered I/O", st->dir,
-               MF_DATA_NAME, why);
+        store_log(st, STORE_LOG_WARN,
+                  "%s/%s: O_DIRECT unavailable (%s); using buffered I/O",
+                  st->dir, MF_DATA_NAME, why);
     }
     st->datafd = st->io->openat(st->io, st->dirfd, MF_DATA_NAME, base, 0600);
     if (st->datafd == -ENOENT && st->read_only)
@@ -546,6 +506,48 @@ static int start_generation(struct store *st, struct mf_state *ms, char *err,
     return 0;
 }
 
+static void uring_log(void *ctx, int warn, const char *msg)
+{
+    store_log(ctx, warn ? STORE_LOG_WARN : STORE_LOG_INFO, "%s", msg);
+}
+
+/* The backend when the caller gives none: io_uring unless told otherwise;
+ * a ring that cannot be created falls back to pread (logged, reported),
+ * unless io_uring was required (then NULL with io_note saying why). */
+static struct store_io *pick_backend(struct store *st,
+                                     const struct store_config *cfg)
+{
+    if (cfg->backend == STORE_BACKEND_PREAD)
+        return store_io_pread_new();
+    struct store_io_uring_opts o;
+    memset(&o, 0, sizeof(o));
+    o.fixed_frames = cfg->no_fixed_frames ? 0
+                     : cfg->fixed_frames  ? cfg->fixed_frames
+                                          : 32;
+    o.fail_ring = cfg->uring_fail_ring;
+    o.fail_register = cfg->uring_fail_register;
+    o.log_fn = uring_log;
+    o.log_ctx = st;
+    int rc = 0;
+    char err[128] = "";
+    struct store_io *io = store_io_uring_new(&o, &rc, err, sizeof(err));
+    if (io) {
+        if (o.fixed_frames && !store_io_uring_fixed(io))
+            snprintf(st->io_note, sizeof(st->io_note),
+                     "io_uring without fixed buffers (registration failed)");
+        return io;
+    }
+    snprintf(st->io_note, sizeof(st->io_note), "%s%s", err,
+             cfg->backend == STORE_BACKEND_AUTO ? "; using pread" : "");
+    if (cfg->backend == STORE_BACKEND_IO_URING) {
+        st->io_required_failed = rc ? rc : -ENOSYS;
+        return NULL;
+    }
+    store_log(st, STORE_LOG_WARN, "io_uring unavailable (%s); using pread",
+              err);
+    return store_io_pread_new();
+}
+
 static struct store *store_new(const struct store_config *cfg)
 {
     struct store *st = calloc(1, sizeof(*st));
@@ -563,13 +565,14 @@ static struct store *store_new(const struct store_config *cfg)
     pthread_mutex_init(&st->frame_lock, NULL);
     index_init(&st->ix);
     slots_init(&st->free);
+    pthread_cond_init(&st->compact_cv, NULL);
     if (cfg->io) {
         st->io = cfg->io;
     } else {
-        st->io = store_io_pread_new();
+        st->io = pick_backend(st, cfg);
         st->io_owned = 1;
     }
-    if (!st->dir || !st->io) {
+    if (!st->dir) {
         store_close(st);
         return NULL;
     }
@@ -589,9 +592,10 @@ static int load(struct store *st, const struct store_config *cfg, char *err,
     if (!st->read_only) {
         rc = st->io->unlinkat(st->io, st->dirfd, MF_SNAP_TMP_NAME);
         if (rc == 0)
-            st_log(st, STORE_LOG_WARN,
-                   "%s/%s: removed the leftover of an interrupted compaction",
-                   st->dir, MF_SNAP_TMP_NAME);
+            store_log(
+                st, STORE_LOG_WARN,
+                "%s/%s: removed the leftover of an interrupted compaction",
+                st->dir, MF_SNAP_TMP_NAME);
     }
     mf_ctx_init(st, &ctx, err, errlen);
     struct stat sb;
@@ -644,7 +648,18 @@ struct store *store_open(const struct store_config *cfg, int *rcp, char *errbuf,
         fail_open(errbuf, errlen, rc, "out of memory");
         goto out;
     }
-    rc = load(st, cfg, errbuf, errlen);
+    if (!st->io) {
+        rc = st->io_required_failed ? st->io_required_failed : -ENOMEM;
+        fail_open(errbuf, errlen, rc, "io_uring required but %s", st->io_note);
+    } else {
+        rc = load(st, cfg, errbuf, errlen);
+    }
+    if (rc == 0 && cfg->async && !st->read_only) {
+        rc = iothread_start(st, cfg);
+        if (rc < 0)
+            fail_open(errbuf, errlen, rc, "cannot start the I/O thread: %s",
+                      store_strerror(rc));
+    }
     if (rc < 0) {
         store_close(st);
         st = NULL;
@@ -652,12 +667,12 @@ struct store *store_open(const struct store_config *cfg, int *rcp, char *errbuf,
     }
     char u[37];
     store_uuid_format(st->uuid, u);
-    st_log(st, STORE_LOG_INFO,
-           "opened %s%s: %" PRIu64 " blobs, generation %" PRIu64
-           ", uuid %s, %s I/O (%s)",
-           st->dir, st->read_only ? " read-only" : "", st->ix.count,
-           st->generation, u, st->direct ? "O_DIRECT" : "buffered",
-           st->io->name);
+    store_log(st, STORE_LOG_INFO,
+              "opened %s%s: %" PRIu64 " blobs, generation %" PRIu64
+              ", uuid %s, %s I/O (%s)",
+              st->dir, st->read_only ? " read-only" : "", st->ix.count,
+              st->generation, u, st->direct ? "O_DIRECT" : "buffered",
+              st->io->name);
 out:
     if (rcp)
         *rcp = st ? 0 : rc;
@@ -668,6 +683,11 @@ void store_close(struct store *st)
 {
     if (!st)
         return;
+    pthread_mutex_lock(&st->lock);
+    st->stopping = 1; /* a running compaction gives up */
+    pthread_mutex_unlock(&st->lock);
+    if (st->as)
+        iothread_stop(st);
     if (st->io) {
         if (st->logfd >= 0)
             st->io->close(st->io, st->logfd);
@@ -691,6 +711,7 @@ void store_close(struct store *st)
     pthread_mutex_destroy(&st->wlock);
     pthread_mutex_destroy(&st->lock);
     pthread_mutex_destroy(&st->frame_lock);
+    pthread_cond_destroy(&st->compact_cv);
     free(st->dir);
     free(st);
 }
@@ -798,10 +819,10 @@ static int ensure_capacity(struct store *st, uint64_t need)
     if (2 * st->snap_bytes > headroom)
         headroom = 2 * st->snap_bytes;
     if (rc == 0 && avail < headroom) {
-        st_log(st, STORE_LOG_WARN,
-               "%s: %" PRIu64 " bytes free is below the headroom of %" PRIu64
-               "; refusing to grow %s",
-               st->dir, avail, headroom, MF_DATA_NAME);
+        store_log(st, STORE_LOG_WARN,
+                  "%s: %" PRIu64 " bytes free is below the headroom of %" PRIu64
+                  "; refusing to grow %s",
+                  st->dir, avail, headroom, MF_DATA_NAME);
         return STORE_E_NOSPACE;
     }
     uint64_t chunk =
@@ -820,10 +841,10 @@ static int ensure_capacity(struct store *st, uint64_t need)
                                target * STORE_FRAME_SIZE - from);
     }
     if (rc == -EOPNOTSUPP || rc == -ENOSYS) {
-        st_log(st, STORE_LOG_WARN,
-               "%s/%s: the filesystem cannot preallocate; the file grows by "
-               "writes",
-               st->dir, MF_DATA_NAME);
+        store_log(st, STORE_LOG_WARN,
+                  "%s/%s: the filesystem cannot preallocate; the file grows by "
+                  "writes",
+                  st->dir, MF_DATA_NAME);
         st->no_fallocate = 1;
         set_prealloc(st, target);
         return 0;
@@ -831,8 +852,8 @@ static int ensure_capacity(struct store *st, uint64_t need)
     if (rc == -ENOSPC)
         return STORE_E_NOSPACE;
     if (rc < 0) {
-        st_log(st, STORE_LOG_ERROR, "fallocate %s/%s: %s", st->dir,
-               MF_DATA_NAME, strerror(-rc));
+        store_log(st, STORE_LOG_ERROR, "fallocate %s/%s: %s", st->dir,
+                  MF_DATA_NAME, strerror(-rc));
         return rc;
     }
     set_prealloc(st, target);
@@ -868,12 +889,13 @@ static void write_frames(struct store *st, struct wplan **v, size_t n)
                 w = -ENOSPC; /* short write: out of space (SPEC table) */
             rc = (int)(w < 0 ? w : 0);
             if (rc < 0)
-                st_log(st, rc == -ENOSPC ? STORE_LOG_WARN : STORE_LOG_ERROR,
-                       "pwritev %s/%s at slot %" PRIu32 " (%zu bytes): %s%s",
-                       st->dir, MF_DATA_NAME, v[i]->slot, bytes, strerror(-rc),
-                       rc == -EINVAL && st->direct
-                           ? " (O_DIRECT refused after a good probe)"
-                           : "");
+                store_log(st, rc == -ENOSPC ? STORE_LOG_WARN : STORE_LOG_ERROR,
+                          "pwritev %s/%s at slot %" PRIu32 " (%zu bytes): %s%s",
+                          st->dir, MF_DATA_NAME, v[i]->slot, bytes,
+                          strerror(-rc),
+                          rc == -EINVAL && st->direct
+                              ? " (O_DIRECT refused after a good probe)"
+                              : "");
         }
         for (size_t k = i; k < j; k++)
             v[k]->rc = rc;
@@ -890,12 +912,14 @@ static enum store_outcome failed_outcome(int rc)
 /* Allocate slots for the winners (reused first, T2).  Caller holds lock. */
 static int allocate(struct store *st, struct wplan **v, size_t n)
 {
+    hold_expire(st);
+    int reuse = !st->scanning && !st->held; /* C1, holds */
     for (size_t i = 0; i < n; i++) {
         if (v[i]->w->len == 0) { /* an empty blob needs no slot */
             v[i]->slot = SLOT_NONE;
             continue;
         }
-        if (slots_pop(&st->free, &v[i]->slot) == 0) {
+        if (reuse && slots_pop(&st->free, &v[i]->slot) == 0) {
             v[i]->has_slot = 1;
             continue;
         }
@@ -1016,10 +1040,10 @@ int store_write_batch(struct store *st, struct store_write *w, size_t n)
         plan[i].order = i;
     }
     if (st->counter + n > MF_MAX_COUNTER) {
-        st_log(st, STORE_LOG_ERROR,
-               "%s: write counter of generation %" PRIu64
-               " exhausted; reopen the store",
-               st->dir, st->generation);
+        store_log(st, STORE_LOG_ERROR,
+                  "%s: write counter of generation %" PRIu64
+                  " exhausted; reopen the store",
+                  st->dir, st->generation);
         rc = refuse_batch(w, n, STORE_E_OVERFLOW);
         goto out;
     }
@@ -1153,17 +1177,35 @@ out:
 
 /* ---- flush and compaction ---- */
 
+/* Caller holds lock. */
 static int should_compact(struct store *st)
 {
+    hold_expire(st);
     uint64_t snap = MF_SNAP_HDR_SIZE + MF_SNAP_TRAILER_SIZE +
                     st->ix.count * MF_SNAP_ENTRY_SIZE;
-    return st->log_bytes >= COMPACT_MIN_BYTES &&
+    return !st->held && !st->compaction_running &&
+           st->log_bytes >= COMPACT_MIN_BYTES &&
            st->log_bytes >= COMPACT_RATIO * snap &&
            st->log_bytes >= st->compact_retry_at;
 }
 
-/* Publish the slots freed by records now durable (T1, T2).  Caller holds
- * lock. */
+int store_compaction_due(struct store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    int due = should_compact(st);
+    pthread_mutex_unlock(&st->lock);
+    return due;
+}
+
+int store_flush_pressure(struct store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    int p = st->npend >= PRESSURE_DELTAS || st->npf >= PRESSURE_FREE ||
+            st->unflushed_bytes >= PRESSURE_BYTES;
+    pthread_mutex_unlock(&st->lock);
+    return p;
+}
+
 static void publish_freed(struct store *st)
 {
     for (size_t i = 0; i < st->npf; i++)
@@ -1223,9 +1265,9 @@ static int remove_covered_logs(struct store *st)
         mf_log_name(name, st->logs[i]);
         int rc = st->io->unlinkat(st->io, st->dirfd, name);
         if (rc < 0 && rc != -ENOENT) {
-            st_log(st, STORE_LOG_WARN,
-                   "unlink %s/%s: %s; it is replayed and removed later",
-                   st->dir, name, strerror(-rc));
+            store_log(st, STORE_LOG_WARN,
+                      "unlink %s/%s: %s; it is replayed and removed later",
+                      st->dir, name, strerror(-rc));
             st->logs[keep++] = st->logs[i];
         } else {
             removed = 1;
@@ -1240,27 +1282,63 @@ static int remove_covered_logs(struct store *st)
     return 0;
 }
 
-/* Caller holds wlock and has flushed: the index is the durable state. */
-static int compact_locked(struct store *st)
+/*
+ * Compaction (format.md): C1 the switch, under wlock: a new log starts at
+ * the next LSN, so every record up to switch_lsn is in the old logs and
+ * durable, and slot reuse stops (scanning).  C2 the scan, without wlock:
+ * the live index is copied page by page under short holds of lock into
+ * manifest.bin.tmp; writes go on, so the snapshot holds the state at the
+ * switch plus some later changes.  Replaying the records after switch_lsn
+ * over it converges (SET and DELETE are idempotent), and since no slot is
+ * reused during the scan no slot can appear under two GUIDs.  C3 the
+ * barrier: every change the scan may have seen is made durable before the
+ * snapshot can replace the old one.  C4 the commit (rename, fsync dir),
+ * then the covered logs go.
+ */
+static size_t snap_page(void *arg, const uint8_t *after,
+                        struct index_entry *out, size_t max)
 {
-    char err[512];
-    struct mf_ctx ctx;
-    uint64_t t0 = now_ns(), before = st->log_bytes + st->snap_bytes;
-    int sync_failed = 0, rc = 0;
-    mf_ctx_init(st, &ctx, err, sizeof(err));
+    struct store *st = arg;
+    int more;
     pthread_mutex_lock(&st->lock);
-    st->compaction_running = 1;
+    size_t n = index_list(&st->ix, after, max, out, &more);
     pthread_mutex_unlock(&st->lock);
-    if (st->log_first != st->next_lsn) { /* start a new log at the switch */
-        int fd = mf_create_log(&ctx, st->uuid, st->next_lsn, &sync_failed);
-        if (fd < 0) {
-            rc = fd;
-            goto out;
-        }
+    return n;
+}
+
+static void snap_tail(void *arg, uint64_t *next_slot, uint64_t *generation)
+{
+    struct store *st = arg;
+    pthread_mutex_lock(&st->lock);
+    *next_slot = st->next_slot;
+    *generation = st->generation;
+    pthread_mutex_unlock(&st->lock);
+}
+
+static int snap_abandon(void *arg)
+{
+    struct store *st = arg;
+    pthread_mutex_lock(&st->lock);
+    int stop = st->stopping;
+    pthread_mutex_unlock(&st->lock);
+    return stop;
+}
+
+/* C1.  Caller holds wlock. */
+static int compact_switch(struct store *st, uint64_t *switch_lsn,
+                          struct mf_ctx *ctx, int *sync_failed)
+{
+    int rc = writable_check(st);
+    if (rc < 0)
+        return rc;
+    if (st->log_first != st->next_lsn) {
+        int fd = mf_create_log(ctx, st->uuid, st->next_lsn, sync_failed);
+        if (fd < 0)
+            return fd;
         rc = push_log(st, st->next_lsn);
         if (rc < 0) {
             st->io->close(st->io, fd);
-            goto out;
+            return rc;
         }
         st->io->close(st->io, st->logfd);
         pthread_mutex_lock(&st->lock);
@@ -1269,12 +1347,13 @@ static int compact_locked(struct store *st)
         st->log_end = MF_LOG_HDR_SIZE;
         pthread_mutex_unlock(&st->lock);
     }
-    uint64_t bytes = 0;
-    rc = mf_write_snapshot(&ctx, &st->ix, st->uuid, st->next_lsn - 1,
-                           st->next_slot, st->generation, &bytes, &sync_failed);
-    if (rc < 0)
-        goto out;
-    rc = remove_covered_logs(st);
+    *switch_lsn = st->next_lsn - 1;
+    return 0;
+}
+
+/* C4's tail: sizes after the commit.  Caller holds wlock. */
+static void compact_account(struct store *st, uint64_t snap_bytes)
+{
     uint64_t log_bytes = 0;
     for (size_t i = 0; i < st->nlogs; i++) {
         if (st->logs[i] == st->log_first) {
@@ -1288,13 +1367,17 @@ static int compact_locked(struct store *st)
         }
     }
     pthread_mutex_lock(&st->lock);
-    st->snap_bytes = bytes;
+    st->snap_bytes = snap_bytes;
     st->log_bytes = log_bytes;
     st->log_records = 0;
-    pthread_mutex_unlock(&st->lock);
     st->compact_retry_at = 0;
-out:
+    pthread_mutex_unlock(&st->lock);
+}
+
+static void compact_end(struct store *st, int rc, uint64_t t0, uint64_t before)
+{
     pthread_mutex_lock(&st->lock);
+    st->scanning = 0;
     st->compaction_running = 0;
     st->compaction_last_ms = now_unix_ms();
     st->compaction_last_ns = now_ns() - t0;
@@ -1302,27 +1385,73 @@ out:
     if (rc == 0) {
         st->compactions++;
         st->compaction_after = st->log_bytes + st->snap_bytes;
-    } else {
+    } else if (rc != STORE_E_HELD && rc != STORE_E_STOPPED) {
         st->compaction_failures++;
-    }
-    pthread_mutex_unlock(&st->lock);
-    if (rc == STORE_E_FAILED)
-        return rc; /* already sticky and logged */
-    if (rc < 0 && sync_failed)
-        return set_sticky(st, rc, "compaction: %s", err);
-    if (rc < 0) {
         st->compact_retry_at = st->log_bytes + COMPACT_MIN_BYTES;
-        st_log(st, STORE_LOG_WARN,
-               "compaction failed (%s); the log is kept and compaction "
-               "retried later",
-               err);
-    } else {
-        st_log(st, STORE_LOG_INFO,
-               "compacted %s: %" PRIu64 " -> %" PRIu64 " bytes in %" PRIu64
-               " ms",
-               st->dir, before, st->log_bytes + st->snap_bytes,
-               st->compaction_last_ns / 1000000);
     }
+    pthread_cond_broadcast(&st->compact_cv);
+    pthread_mutex_unlock(&st->lock);
+}
+
+int store_compact_run(struct store *st, int (*barrier)(struct store *st))
+{
+    char err[512];
+    struct mf_ctx ctx;
+    struct mf_snap_src src = {snap_page, snap_tail, snap_abandon, st};
+    uint64_t t0 = now_ns(), before, switch_lsn = 0, bytes = 0;
+    int sync_failed = 0, rc;
+    mf_ctx_init(st, &ctx, err, sizeof(err));
+    pthread_mutex_lock(&st->wlock);
+    pthread_mutex_lock(&st->lock);
+    before = st->log_bytes + st->snap_bytes;
+    rc = st->held                 ? STORE_E_HELD
+         : st->compaction_running ? -EBUSY
+         : st->stopping           ? STORE_E_STOPPED
+                                  : 0;
+    if (rc == 0)
+        st->compaction_running = st->scanning = 1;
+    pthread_mutex_unlock(&st->lock);
+    if (rc < 0) {
+        pthread_mutex_unlock(&st->wlock);
+        return rc;
+    }
+    rc = compact_switch(st, &switch_lsn, &ctx, &sync_failed);
+    pthread_mutex_unlock(&st->wlock);
+    if (rc == 0) /* C2 */
+        rc = mf_write_snapshot_tmp(&ctx, &src, st->uuid, switch_lsn, &bytes,
+                                   &sync_failed);
+    if (rc == 0) { /* C3 */
+        rc = barrier ? barrier(st) : store_flush(st, NULL);
+        if (rc < 0)
+            st->io->unlinkat(st->io, st->dirfd, MF_SNAP_TMP_NAME);
+        if (rc < 0)
+            snprintf(err, sizeof(err), "the flush before the commit: %s",
+                     store_strerror(rc));
+    }
+    pthread_mutex_lock(&st->wlock);
+    if (rc == 0 && st->sticky)
+        rc = STORE_E_FAILED;
+    if (rc == 0) /* C4 */
+        rc = mf_commit_snapshot(&ctx, &sync_failed);
+    if (rc == 0)
+        rc = remove_covered_logs(st);
+    if (rc == 0)
+        compact_account(st, bytes);
+    if (rc < 0 && sync_failed)
+        rc = set_sticky(st, rc, "compaction: %s", err);
+    pthread_mutex_unlock(&st->wlock);
+    compact_end(st, rc, t0, before);
+    if (rc == 0)
+        store_log(st, STORE_LOG_INFO,
+                  "compacted %s: %" PRIu64 " -> %" PRIu64 " bytes in %" PRIu64
+                  " ms",
+                  st->dir, before, st->compaction_after,
+                  st->compaction_last_ns / 1000000);
+    else if (rc != STORE_E_FAILED && rc != STORE_E_STOPPED)
+        store_log(st, STORE_LOG_WARN,
+                  "compaction failed (%s); the logs are kept and compaction is "
+                  "retried later",
+                  err[0] ? err : store_strerror(rc));
     return rc;
 }
 
@@ -1338,12 +1467,6 @@ int store_flush(struct store *st, struct store_flush_result *res)
     st->flush_in_progress = 1;
     pthread_mutex_unlock(&st->lock);
     int rc = flush_locked(st, res);
-    if (rc == 0 && should_compact(st)) {
-        res->compaction_started = 1;
-        compact_locked(st); /* a failed compaction does not fail the flush */
-        if (st->sticky)
-            rc = STORE_E_FAILED;
-    }
     res->duration_ns = now_ns() - t0;
     pthread_mutex_lock(&st->lock);
     st->flush_in_progress = 0;
@@ -1354,21 +1477,63 @@ int store_flush(struct store *st, struct store_flush_result *res)
     } else if (rc != STORE_E_READONLY && rc != STORE_E_NOT_OWNER) {
         st->flush_failures++;
     }
+    int due = rc == 0 && should_compact(st);
     pthread_mutex_unlock(&st->lock);
     pthread_mutex_unlock(&st->wlock);
+    if (due) {
+        res->compaction_started = 1;
+        if (st->as)
+            iothread_kick_compaction(st);
+        else
+            store_compact_run(st, NULL); /* its failure is not the flush's */
+        if (store_failed(st))
+            rc = STORE_E_FAILED;
+    }
     return rc;
 }
 
 int store_compact(struct store *st)
 {
-    struct store_flush_result res;
-    memset(&res, 0, sizeof(res));
-    pthread_mutex_lock(&st->wlock);
-    int rc = flush_locked(st, &res);
-    if (rc == 0)
-        rc = compact_locked(st);
-    pthread_mutex_unlock(&st->wlock);
-    return rc;
+    if (st->read_only)
+        return STORE_E_READONLY;
+    return store_compact_run(st, NULL);
+}
+
+int store_request_compaction(struct store *st)
+{
+    if (st->read_only)
+        return STORE_E_READONLY;
+    if (!st->as)
+        return store_compact_run(st, NULL);
+    iothread_kick_compaction(st);
+    return 0;
+}
+
+/* Holds (SPEC: POST /admin/hold): flush, then no slot reuse and no
+ * compaction until released or expired.  A running compaction is waited
+ * for, so a backup never sees files change under it. */
+int store_hold(struct store *st, unsigned timeout_ms)
+{
+    if (st->read_only)
+        return STORE_E_READONLY;
+    pthread_mutex_lock(&st->lock);
+    while (st->compaction_running)
+        pthread_cond_wait(&st->compact_cv, &st->lock);
+    st->held = 1;
+    st->hold_until =
+        timeout_ms ? now_ns() + (uint64_t)timeout_ms * 1000000ull : 0;
+    pthread_mutex_unlock(&st->lock);
+    return store_flush(st, NULL);
+}
+
+int store_release(struct store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    int was = st->held;
+    st->held = 0;
+    st->hold_until = 0;
+    pthread_mutex_unlock(&st->lock);
+    return was ? 0 : STORE_E_INVALID;
 }
 
 int store_needs_flush(struct store *st)
@@ -1433,14 +1598,14 @@ static int read_at(struct store *st, void *buf, size_t len, uint64_t off)
         ssize_t n = st->io->pread(st->io, st->datafd, (uint8_t *)buf + done,
                                   len - done, off + done);
         if (n < 0) {
-            st_log(st, STORE_LOG_ERROR, "pread %s/%s at %" PRIu64 ": %s",
-                   st->dir, MF_DATA_NAME, off + done, strerror((int)-n));
+            store_log(st, STORE_LOG_ERROR, "pread %s/%s at %" PRIu64 ": %s",
+                      st->dir, MF_DATA_NAME, off + done, strerror((int)-n));
             return (int)n;
         }
         if (n == 0) {
-            st_log(st, STORE_LOG_ERROR,
-                   "pread %s/%s at %" PRIu64 ": unexpected end of file",
-                   st->dir, MF_DATA_NAME, off + done);
+            store_log(st, STORE_LOG_ERROR,
+                      "pread %s/%s at %" PRIu64 ": unexpected end of file",
+                      st->dir, MF_DATA_NAME, off + done);
             return -EIO;
         }
         done += (size_t)n;
@@ -1455,10 +1620,10 @@ static int verify(struct store *st, const void *frame,
         return 0;
     char etag[48];
     store_etag(info->version, etag, sizeof(etag));
-    st_log(st, STORE_LOG_ERROR,
-           "%s/%s slot %" PRIu32 ": CRC32C mismatch for a blob of %" PRIu32
-           " bytes, version %s; not served",
-           st->dir, MF_DATA_NAME, slot, info->len, etag);
+    store_log(st, STORE_LOG_ERROR,
+              "%s/%s slot %" PRIu32 ": CRC32C mismatch for a blob of %" PRIu32
+              " bytes, version %s; not served",
+              st->dir, MF_DATA_NAME, slot, info->len, etag);
     return STORE_E_CHECKSUM;
 }
 
@@ -1619,11 +1784,20 @@ void store_get_stats(struct store *st, struct store_stats *s)
     snprintf(s->last_sticky_error, sizeof(s->last_sticky_error), "%s",
              st->sticky_msg);
     s->preallocated_slots = st->prealloc_slots;
+    hold_expire(st);
+    s->held = st->held;
+    s->holds_expired = st->holds_expired;
     pthread_mutex_unlock(&st->lock);
     s->headroom = st->headroom_min > 2 * s->snapshot_bytes
                       ? st->headroom_min
                       : 2 * s->snapshot_bytes;
     snprintf(s->backend, sizeof(s->backend), "%s", st->io->name);
+    snprintf(s->backend_note, sizeof(s->backend_note), "%s", st->io_note);
+    s->registered_buffers = store_io_uring_fixed(st->io);
+    if (st->io->frames_in_use)
+        s->registered_buffers_in_use = st->io->frames_in_use(st->io);
+    if (st->as)
+        iothread_stats(st, &s->queue_depth);
     s->direct = st->direct;
     s->read_only = st->read_only;
     s->torn_tail_found = st->torn_tail;

@@ -75,7 +75,10 @@
     X(OVERFLOW, 14, "version counter exhausted")                               \
     X(RANGE, 15, "range outside the blob")                                     \
     X(INVALID, 16, "invalid argument")                                         \
-    X(CHECKSUM, 17, "blob data does not match its CRC32C")
+    X(CHECKSUM, 17, "blob data does not match its CRC32C")                     \
+    X(OVERLOADED, 18, "too many queued jobs; try again later")                 \
+    X(STOPPED, 19, "the store is shutting down")                               \
+    X(HELD, 20, "compaction paused by a hold")
 
 enum store_err {
 #define STORE_ERR_ENUM(name, n, msg) STORE_E_##name = STORE_E_BASE - (n),
@@ -92,6 +95,12 @@ struct store;
 struct store_io; /* see store_io.h */
 
 enum store_direct { STORE_DIRECT_AUTO = 0, STORE_DIRECT_ON, STORE_DIRECT_OFF };
+
+enum store_backend {
+    STORE_BACKEND_AUTO = 0, /* io_uring, else pread (logged, reported) */
+    STORE_BACKEND_PREAD,
+    STORE_BACKEND_IO_URING /* required: open fails without it */
+};
 
 enum store_log_level {
     STORE_LOG_ERROR = 0,
@@ -115,6 +124,21 @@ struct store_config {
     void (*log_fn)(void *ctx, enum store_log_level level, const char *msg);
     void *log_ctx;
     enum store_log_level log_level; /* 0 = errors only ... */
+
+    /* Backend chosen when io is NULL. */
+    enum store_backend backend;
+    unsigned fixed_frames; /* io_uring registered frames; 0 = 32 (max 32) */
+    int no_fixed_frames;   /* register none */
+    /* Test seams: io_uring ring creation / buffer registration fail with
+     * -errno as if the kernel had refused (EPERM, ENOSYS, ENOMEM...). */
+    int uring_fail_ring, uring_fail_register;
+
+    /* The I/O thread and the async API (store_submit_*). */
+    int async;
+    unsigned queue_max;         /* queued jobs; 0 = 4096 */
+    unsigned job_timeout_ms;    /* 0 = 30000 */
+    unsigned flush_interval_ms; /* 0 = flush only on request or pressure */
+    unsigned read_threads;      /* async readers; 0 = 4 */
 };
 
 void store_config_init(struct store_config *cfg, const char *dir);
@@ -288,8 +312,12 @@ struct store_stats {
     uint64_t data_file_bytes, preallocated_slots, fs_free_bytes, headroom;
     /* io */
     char backend[16];
+    char backend_note[160]; /* a fallback and its reason, or "" */
     int direct;
-    uint64_t queue_depth, registered_buffers_in_use;
+    uint64_t queue_depth, registered_buffers, registered_buffers_in_use;
+    /* holds */
+    int held;
+    uint64_t holds_expired;
     /* open */
     int read_only;
     uint64_t torn_tail_offset; /* offset of a torn tail found at open */
@@ -300,6 +328,73 @@ void store_get_stats(struct store *st, struct store_stats *s);
 
 /* Sticky failure state: 0 or the code that made it sticky. */
 int store_failed(struct store *st);
+
+/* ---- the async API (needs cfg.async) ----
+ *
+ * One thread owned by the store runs every submitted write, delete and
+ * flush.  Each round it takes all queued jobs, writes every run of queued
+ * writes as one coalesced submission, applies deletes in order, and if any
+ * job asked for durability (or pressure or the flush timer says so) makes
+ * one group commit for all of them: one data sync, one log append + sync.
+ *
+ * Completion callbacks run on the I/O thread (reads: on a reader thread);
+ * they must not block and must not call into the store.  A submit returns
+ * 0 (the callback will run exactly once) or a negative code (it will not):
+ * STORE_E_OVERLOADED when the queue is full, STORE_E_INVALID, or
+ * STORE_E_STOPPED once store_close has begun.  A job still queued when its
+ * deadline (cfg.job_timeout_ms after submission, CLOCK_MONOTONIC) passes
+ * completes with STORE_OUT_OVERLOADED; a job already handed to the kernel
+ * may still take effect.
+ */
+struct store_completion {
+    enum store_outcome outcome;
+    int rc;           /* 0, or the error behind a failed outcome */
+    uint64_t version; /* writes: the new version */
+    int durable;      /* 1 once the change survives a crash */
+    struct store_flush_result flush; /* flush jobs: what the commit did */
+};
+
+typedef void store_done_fn(void *arg, const struct store_completion *c);
+
+/* Write len bytes of frame (which must stay untouched until the callback;
+ * the store zero-pads its tail).  durable: complete only after the group
+ * commit that makes the write durable (?fsync=true). */
+int store_submit_write(struct store *st, const uint8_t guid[STORE_GUID_SIZE],
+                       void *frame, uint32_t len,
+                       const struct store_precond *pre, int durable,
+                       store_done_fn *done, void *arg);
+int store_submit_delete(struct store *st, const uint8_t guid[STORE_GUID_SIZE],
+                        const struct store_precond *pre, int durable,
+                        store_done_fn *done, void *arg);
+/* Completes once every change acknowledged before the call is durable;
+ * concurrent flushes share one group commit.  outcome NONE and rc 0 on
+ * success, else NO_SPACE or STORE_FAILED. */
+int store_submit_flush(struct store *st, store_done_fn *done, void *arg);
+
+struct store_read_result {
+    int rc; /* 0, STORE_E_NOT_FOUND, STORE_E_RANGE, STORE_E_CHECKSUM, -errno */
+    struct store_blob_info info;
+    const uint8_t *data; /* inside the caller's frame */
+    uint32_t len;
+};
+
+typedef void store_read_fn(void *arg, const struct store_read_result *r);
+
+/* Read a whole blob (len == STORE_READ_ALL) or bytes [off, off + len) into
+ * frame, as store_read / store_read_range would, on a reader thread. */
+#define STORE_READ_ALL UINT32_MAX
+int store_submit_read(struct store *st, const uint8_t guid[STORE_GUID_SIZE],
+                      uint64_t off, uint32_t len, void *frame,
+                      store_read_fn *done, void *arg);
+
+/* ---- holds and background compaction ----
+ * A hold (for a file-level backup) flushes, then pauses slot reuse and
+ * compaction until released or until timeout_ms passes (0: no timeout).
+ * Holding again renews it. */
+int store_hold(struct store *st, unsigned timeout_ms);
+int store_release(struct store *st);
+/* Ask the background thread to compact now (async stores); returns at once. */
+int store_request_compaction(struct store *st);
 
 /* CRC32C (Castagnoli) as the format uses it: ~crc32_iscsi(buf, len, ~0). */
 uint32_t store_crc32c(const void *buf, size_t len);

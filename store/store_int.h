@@ -271,17 +271,130 @@ struct mf_ctx {
 int mf_load(struct mf_ctx *ctx, struct index *ix, struct mf_state *state);
 void mf_state_free(struct mf_state *state);
 
-/* Write manifest.bin from the index: tmp, fsync, rename, fsync dir (the
- * one manifest commit).  *bytes gets the snapshot size; *sync_failed is
- * set when an fsync failed (sticky for the caller). */
-int mf_write_snapshot(struct mf_ctx *ctx, struct index *ix,
-                      const uint8_t uuid[16], uint64_t last_lsn,
-                      uint64_t next_slot, uint64_t generation, uint64_t *bytes,
-                      int *sync_failed);
+/* Where a snapshot's entries come from: pages in GUID order after a
+ * cursor (after NULL: from the start), the header's tail fields read at
+ * the end of the scan, and whether to give up (shutdown). */
+struct mf_snap_src {
+    size_t (*page)(void *arg, const uint8_t *after, struct index_entry *out,
+                   size_t max);
+    void (*tail)(void *arg, uint64_t *next_slot, uint64_t *generation);
+    int (*abandon)(void *arg);
+    void *arg;
+};
+
+/* Write manifest.bin.tmp from src and fsync it (removed again on any
+ * failure).  *bytes gets its size; *sync_failed is set when an fsync
+ * failed (sticky for the caller). */
+int mf_write_snapshot_tmp(struct mf_ctx *ctx, const struct mf_snap_src *src,
+                          const uint8_t uuid[16], uint64_t last_lsn,
+                          uint64_t *bytes, int *sync_failed);
+/* Rename manifest.bin.tmp over manifest.bin and fsync the directory: the
+ * one manifest commit (M5). */
+int mf_commit_snapshot(struct mf_ctx *ctx, int *sync_failed);
 /* Create a new empty log named for first_lsn, synced with its directory.
  * Returns the fd or a negative code; *sync_failed as for snapshots. */
 int mf_create_log(struct mf_ctx *ctx, const uint8_t uuid[16],
                   uint64_t first_lsn, int *sync_failed);
+
+/* ---- the store (store.c) ----
+ * Defined here so iothread.c can reach it; nothing outside store/ sees it.
+ */
+#define FRAME_POOL_MAX 64
+
+struct store_async;
+
+struct store {
+    char *dir;
+    int read_only;
+    enum store_log_level log_level;
+    void (*log_fn)(void *ctx, enum store_log_level level, const char *msg);
+    void *log_ctx;
+    uint64_t headroom_min;
+
+    struct store_io *io;
+    int io_owned;
+    int dirfd, lockfd, datafd, logfd;
+    pid_t owner_pid;
+    dev_t lock_dev;
+    ino_t lock_ino;
+    int direct;
+    uint8_t uuid[16];
+
+    pthread_mutex_t wlock;
+    pthread_mutex_t lock;
+
+    /* under lock */
+    struct index ix;
+    struct slots free;
+    struct pins pins;
+    uint64_t next_slot;
+    struct mf_record *pend;
+    size_t npend, cpend;
+    uint32_t *pend_free;
+    size_t npf, cpf;
+    uint64_t unflushed_blobs, unflushed_bytes;
+    int data_dirty;
+    int sticky;
+    char sticky_msg[256];
+
+    /* under wlock (read under lock for stats) */
+    uint64_t prealloc_slots;
+    int no_fallocate;
+    uint64_t generation, counter;
+    uint64_t next_lsn;
+    uint64_t log_first; /* first LSN of the current log */
+    uint64_t log_end;   /* committed end of the current log */
+    uint64_t *logs;     /* first LSNs of every log file, ascending */
+    size_t nlogs, clogs;
+    uint64_t log_bytes, log_records, snap_bytes;
+    uint64_t compact_retry_at;
+
+    /* stats, under lock */
+    uint64_t flushes, flush_failures, flush_last_ns;
+    int64_t flush_last_ms;
+    int flush_in_progress;
+    uint64_t compactions, compaction_failures, compaction_last_ns;
+    uint64_t compaction_before, compaction_after;
+    int64_t compaction_last_ms;
+    int compaction_running;
+    int torn_tail;
+    uint64_t torn_offset;
+
+    /* compaction and holds, under lock */
+    int scanning; /* a compaction scans: no slot is reused */
+    int held;     /* a hold: no slot reuse, no compaction */
+    uint64_t holds_expired;
+    uint64_t hold_until;       /* CLOCK_MONOTONIC ns; 0 = no timeout */
+    int stopping;              /* store_close began: abandon a compaction */
+    pthread_cond_t compact_cv; /* signalled when a compaction ends */
+
+    struct store_async *as; /* the I/O thread and readers (iothread.c) */
+    char io_note[160];      /* why the backend is what it is */
+    int io_required_failed; /* io_uring required, and why it failed */
+
+    pthread_mutex_t frame_lock;
+    void *frames[FRAME_POOL_MAX];
+    size_t nframes;
+};
+
+void store_log(struct store *st, enum store_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* 1 when pending work crossed a flush threshold (SPEC §2: 4096 deltas,
+ * 1024 pending-free slots, 256 MiB unflushed). */
+int store_flush_pressure(struct store *st);
+/* 1 when the logs call for a compaction (and no hold forbids it). */
+int store_compaction_due(struct store *st);
+/* Run one compaction from this thread (switch, scan, barrier, commit).
+ * barrier makes every change so far durable: NULL = store_flush. */
+int store_compact_run(struct store *st, int (*barrier)(struct store *st));
+
+/* iothread.c */
+int iothread_start(struct store *st, const struct store_config *cfg);
+/* Stop accepting, finish or fail every queued job, join the threads. */
+void iothread_stop(struct store *st);
+/* Wake the compaction thread (async stores). */
+void iothread_kick_compaction(struct store *st);
+void iothread_stats(struct store *st, uint64_t *queue_depth);
 
 /* ---- O_DIRECT probe (probe.c) ---- */
 

@@ -42,9 +42,38 @@ struct store_io {
     /* Bytes available to an unprivileged writer on fd's filesystem. */
     int (*fstatvfs)(struct store_io *io, int fd, uint64_t *avail);
     void (*destroy)(struct store_io *io);
+
+    /* Optional (NULL when the backend has none): frames of
+     * STORE_FRAME_SIZE registered with the kernel.  frame_alloc returns
+     * NULL when all are in use; frame_free returns 1 if the frame was one
+     * of them (and takes it back), 0 otherwise. */
+    void *(*frame_alloc)(struct store_io *io);
+    int (*frame_free)(struct store_io *io, void *frame);
+    unsigned (*frames_in_use)(struct store_io *io);
 };
 
 /* A new pread/pwritev backend; free it with io->destroy(io). */
 struct store_io *store_io_pread_new(void);
+
+struct store_io_uring_opts {
+    unsigned entries;      /* submission queue size; 0 = 256 */
+    unsigned fixed_frames; /* frames to register, at most 32; 0 = none */
+    int fail_ring;         /* test seam: creating the ring fails, -errno */
+    int fail_register;     /* test seam: registering buffers fails, -errno */
+    void (*log_fn)(void *ctx, int warn, const char *msg);
+    void *log_ctx;
+};
+
+/*
+ * A new io_uring backend.  Returns NULL with *rc (-errno) and a message
+ * when no ring can be created (EPERM, ENOSYS, io_uring_disabled,
+ * seccomp): the caller falls back to the pread backend.  A failed buffer
+ * registration (locked-memory limit) is not an error: the backend runs
+ * without fixed buffers and store_io_uring_fixed() reports 0.
+ */
+struct store_io *store_io_uring_new(const struct store_io_uring_opts *o,
+                                    int *rc, char *err, size_t errlen);
+/* Registered frames of an io_uring backend (0: none, or not io_uring). */
+unsigned store_io_uring_fixed(struct store_io *io);
 
 #endif

@@ -334,7 +334,10 @@ static void audit_one(struct round *r, const struct fio_event *ev, size_t prev,
         if (ds == NONE && lw == NONE && e->op == FIO_SYNC && is_data(e->name) &&
             e->rc == 0)
             ds = i;
-        if (lw == NONE && e->op == FIO_PWRITEV && is_log(e->name))
+        /* An append is a commit group (at 4096 or later); offset 0 is the
+         * header of a log that compaction just created. */
+        if (lw == NONE && e->op == FIO_PWRITEV && is_log(e->name) &&
+            e->off >= 4096)
             lw = i;
         if (lw != NONE && ls == NONE && i > lw && e->op == FIO_SYNC &&
             e->fd == ev[lw].fd && strcmp(e->name, ev[lw].name) == 0)

@@ -1,8 +1,8 @@
 # Crash and fault tests (label crash; the long variants also slow).
 
 # --- fault injection, crash simulation ---
-blobd_test(test_faults SOURCES crash/test_faults.c LABELS crash TIMEOUT 600)
-blobd_test(test_crashsim SOURCES crash/test_crashsim.c LABELS crash TIMEOUT 600)
+blobd_test(test_faults SOURCES crash/test_faults.c LABELS crash TIMEOUT 600 ONE_BACKEND)
+blobd_test(test_crashsim SOURCES crash/test_crashsim.c LABELS crash TIMEOUT 600 ONE_BACKEND)
 
 # --- kill -9 ---
 blobd_test(test_kill9 SOURCES crash/test_kill9.c LABELS crash TIMEOUT 900 ARGS ${BLOBD_CRASH_ROUNDS})

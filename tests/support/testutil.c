@@ -101,12 +101,21 @@ void tu_log_quiet(void *ctx, enum store_log_level level, const char *msg)
         fprintf(stderr, "store: %s\n", msg);
 }
 
+enum store_backend tu_backend(void)
+{
+    const char *b = getenv("BLOBD_TEST_BACKEND");
+    if (b && strcmp(b, "io_uring") == 0)
+        return STORE_BACKEND_IO_URING;
+    return STORE_BACKEND_PREAD;
+}
+
 struct store *tu_try_open(const char *dir, struct store_io *io, int *rc,
                           char *errbuf, size_t errlen)
 {
     struct store_config cfg;
     store_config_init(&cfg, dir);
     cfg.io = io;
+    cfg.backend = tu_backend();
     cfg.log_fn = tu_log_quiet;
     cfg.lock_timeout_ms = 200;
     return store_open(&cfg, rc, errbuf, errlen);

@@ -34,7 +34,12 @@ void tu_pattern(void *buf, size_t len, uint64_t seed);
 /* 1 if buf[0..len) holds tu_pattern(seed). */
 int tu_pattern_ok(const void *buf, size_t len, uint64_t seed);
 
-/* Open a writable store at dir on io (NULL = pread); asserts success. */
+/* The backend named by $BLOBD_TEST_BACKEND ("io_uring"; else pread): what
+ * tu_open uses when io is NULL.  CTest runs each store test on both. */
+enum store_backend tu_backend(void);
+
+/* Open a writable store at dir on io (NULL = tu_backend()); asserts
+ * success. */
 struct store *tu_open(const char *dir, struct store_io *io);
 /* Open and return rc instead of asserting; errbuf may be NULL. */
 struct store *tu_try_open(const char *dir, struct store_io *io, int *rc,
