@@ -13,6 +13,9 @@ blobd_test(test_direct SOURCES unit/test_direct.c LABELS unit TIMEOUT 60 ONE_BAC
 blobd_test(test_index SOURCES unit/test_index.c LABELS unit TIMEOUT 300 ONE_BACKEND)
 blobd_test(test_io_uring SOURCES unit/test_io_uring.c LABELS unit TIMEOUT 60 ONE_BACKEND)
 
+blobd_test(test_backend SOURCES unit/test_backend.c LABELS unit TIMEOUT 60 ONE_BACKEND)
+
 # --- concurrency, lock ---
 blobd_test(test_concurrency SOURCES unit/test_concurrency.c LABELS unit TIMEOUT 120)
 blobd_test(test_lock SOURCES unit/test_lock.c LABELS unit TIMEOUT 120)
+blobd_test(test_async SOURCES unit/test_async.c LABELS unit TIMEOUT 180)
