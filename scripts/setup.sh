@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config clang clang-format
   libisal-dev liburing-dev libcjson-dev libmicrohttpd-dev nettle-dev
-  libcmocka-dev libcurl4-openssl-dev curl
+  libcmocka-dev libcurl4-openssl-dev curl fio
 )
 
 missing=()

@@ -477,6 +477,14 @@ static int slowio_wait_blocked(struct slowio *s, unsigned ms)
     return n > 0;
 }
 
+static unsigned slowio_tmp_writes(struct slowio *s)
+{
+    pthread_mutex_lock(&s->mu);
+    unsigned n = s->tmp_writes;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 /* 1 once a pwritev of manifest.bin.tmp began (within ms). */
 static int slowio_wait_tmp(struct slowio *s, unsigned ms)
 {
@@ -1535,7 +1543,11 @@ static void test_background_compaction(void **state)
                      s.compactions, s.compaction_running,
                      s.compaction_failures);
         if (nb + 2 >= BG_MAX)
-            fail_msg("compaction still running after %u ops", ops);
+            fail_msg("compaction still running after %u rounds of traffic "
+                     "(%" PRIu64 " ms): %u pwritev calls on "
+                     "manifest.bin.tmp so far (the scan pages by GUID "
+                     "and keeps finding the new, higher GUIDs)",
+                     ops, mono_ms() - t0, slowio_tmp_writes(sl));
         int running = s.compaction_running;
         /* a new blob */
         tu_guid_num(b[nb].g, 5000 + nb);
