@@ -1,6 +1,8 @@
 /*
- * io_uring.c - the io_uring backend: the store_io table on one liburing
- * "write ring" with an optional pool of registered (fixed) 512 KiB frames.
+ * io_uring.c - the io_uring backend: the store_io table on a liburing
+ * "write ring" (writes and syncs, the I/O thread's) and a "read ring"
+ * (reads into registered frames), with an optional pool of registered
+ * (fixed) 512 KiB frames registered with both.
  *
  * What goes through the ring (SPEC 3, "two I/O backends"):
  *   - pwritev: one SQE per iovec at consecutive offsets, all queued and
@@ -14,8 +16,9 @@
  *     queue behind one mutex; the store's readers run on many threads, and
  *     sending their reads through it would serialize them behind each other
  *     and behind the I/O thread's writes and syncs.  A read into a
- *     registered frame is worth the ring (no page pinning per call), and
- *     the frames are few (at most 32), so those reads queue on the mutex.
+ *     registered frame is worth a ring (no page pinning per call); the
+ *     frames are few (at most 32), so those reads share the read ring,
+ *     which never waits behind a write or a sync (7).
  *   - openat, close, fallocate, ftruncate, renameat, unlinkat, fstatvfs:
  *     plain syscalls, as in io_pread.c (rare, metadata-bound, and several
  *     have no io_uring opcode in the kernels we target).
@@ -52,10 +55,13 @@
  *  6. Registered buffer i is frame i = [region + i * FRAME, + FRAME).  A
  *     frame is on the free stack or handed out (in_use[i]), never both.
  *     Without registered frames the three frame hooks are NULL.
+ *  7. Reads never queue behind the write ring: a read into a registered
+ *     frame takes only the read ring's lock (G4 in store.h).
  *
  * Thread rules: every function may be called from any thread at once.
- * u->lock guards the ring, u->gen and u->dead; u->flock guards the free
- * stack; the two are never held together.  Plain syscalls take no lock.
+ * Each ring's lock guards that ring, its gen and dead; u->flock guards
+ * the free stack; no two locks are ever held together.  Plain syscalls
+ * take no lock.
  * destroy: no call in progress, and no frame used afterwards.
  */
 #include <errno.h>
@@ -76,6 +82,7 @@
 #include "store_io.h"
 
 #define URING_DEFAULT_ENTRIES 256u
+#define URING_READ_ENTRIES 64u
 #define URING_MAX_FRAMES 32u
 /* Consecutive EAGAIN/EINTR completions of one piece, or EAGAIN/EBUSY from
  * io_uring_enter, before we give up (4, 5). */
@@ -86,15 +93,22 @@
 /* Pieces kept on the stack; longer pwritev calls allocate. */
 #define URING_STACK_PIECES 64
 
+/* One ring and what guards it. */
+struct uring_ring {
+    pthread_mutex_t lock; /* the ring, gen, dead (thread rules) */
+    struct io_uring ring;
+    unsigned cap; /* max outstanding SQEs (2) */
+    uint32_t gen; /* call number, high half of user_data */
+    int dead;     /* 0, or -errno of the enter that killed the ring (5) */
+    int inited;
+};
+
 struct uring_io {
     struct store_io io; /* first: a struct store_io * is a uring_io * */
 
-    pthread_mutex_t lock; /* the ring, gen, dead (thread rules) */
-    struct io_uring ring;
-    unsigned cap;   /* max outstanding SQEs (2) */
-    uint32_t gen;   /* call number, high half of user_data */
-    int dead;       /* 0, or -errno of the enter that killed the ring (5) */
-    int registered; /* buffers registered with the ring */
+    struct uring_ring w; /* writes and syncs (the I/O thread's ring) */
+    struct uring_ring r; /* reads into registered frames (7) */
+    int registered;      /* buffers registered with both rings */
 
     pthread_mutex_t flock; /* free stack, in_use */
     uint8_t *region;       /* nframes * STORE_FRAME_SIZE, or NULL */
@@ -273,7 +287,7 @@ static int complete_piece(struct piece *p, int res)
 }
 
 /* Queue every waiting piece the SQ and cap allow, unless stopped. */
-static void fill_sq(struct uring_io *u, int fd, struct piece *p, int n,
+static void fill_sq(struct uring_ring *u, int fd, struct piece *p, int n,
                     unsigned *outstanding)
 {
     for (int i = 0; i < n && *outstanding < u->cap; i++) {
@@ -290,8 +304,8 @@ static void fill_sq(struct uring_io *u, int fd, struct piece *p, int n,
 }
 
 /* Reap every CQE available; returns 1 if one of them stops the call. */
-static int reap(struct uring_io *u, struct piece *p, int n,
-                unsigned *outstanding)
+static int reap(struct uring_io *io, struct uring_ring *u, struct piece *p,
+                int n, unsigned *outstanding)
 {
     struct io_uring_cqe *cqe;
     int stop = 0;
@@ -303,7 +317,7 @@ static int reap(struct uring_io *u, struct piece *p, int n,
         if ((uint32_t)(ud >> 32) != u->gen || i >= (uint32_t)n ||
             p[i].state != PIECE_OUTSTANDING) {
             /* Not ours: impossible by 1, dropped rather than misapplied. */
-            uring_log(u, 1, "io_uring: dropped a stray completion (%d)", res);
+            uring_log(io, 1, "io_uring: dropped a stray completion (%d)", res);
             continue;
         }
         (*outstanding)--;
@@ -329,18 +343,19 @@ static ssize_t pieces_result(const struct piece *p, int n)
     return 0;
 }
 
-static void mark_dead(struct uring_io *u, int rc)
+static void mark_dead(struct uring_io *io, struct uring_ring *u, int rc)
 {
     u->dead = rc;
-    uring_log(u, 1,
+    uring_log(io, 1,
               "io_uring_enter: %s; ring is dead: writes and syncs fail "
               "until the backend is recreated",
               strerror(-rc));
 }
 
 /* Run pieces on the ring until none is outstanding (1).  Caller holds
- * u->lock and has checked u->dead.  Returns pieces_result or -errno. */
-static ssize_t ring_run(struct uring_io *u, int fd, struct piece *p, int n)
+ * its lock and has checked its dead.  Returns pieces_result or -errno. */
+static ssize_t ring_run(struct uring_io *io, struct uring_ring *u, int fd,
+                        struct piece *p, int n)
 {
     unsigned outstanding = 0, busy = 0;
     int stop = 0;
@@ -353,7 +368,7 @@ static ssize_t ring_run(struct uring_io *u, int fd, struct piece *p, int n)
         int r = io_uring_submit_and_wait(&u->ring, 1);
         if (r < 0 && r != -EINTR) {
             if ((r != -EAGAIN && r != -EBUSY) || ++busy > URING_MAX_RETRY) {
-                mark_dead(u, r); /* 5 */
+                mark_dead(io, u, r); /* 5 */
                 return r;
             }
             /* Out of kernel resources or CQ backlog: let completions
@@ -363,7 +378,7 @@ static ssize_t ring_run(struct uring_io *u, int fd, struct piece *p, int n)
         } else if (r >= 0) {
             busy = 0;
         }
-        stop |= reap(u, p, n, &outstanding);
+        stop |= reap(io, u, p, n, &outstanding);
     }
     return pieces_result(p, n);
 }
@@ -414,10 +429,10 @@ static ssize_t uring_pread(struct store_io *io, int fd, void *buf, size_t len,
                       .buf_index = idx,
                       .op = PIECE_READ,
                       .state = PIECE_WAITING};
-    pthread_mutex_lock(&u->lock);
-    int dead = u->dead;
-    ssize_t n = dead ? 0 : ring_run(u, fd, &p, 1);
-    pthread_mutex_unlock(&u->lock);
+    pthread_mutex_lock(&u->r.lock);
+    int dead = u->r.dead;
+    ssize_t n = dead ? 0 : ring_run(u, &u->r, fd, &p, 1);
+    pthread_mutex_unlock(&u->r.lock);
     if (dead) /* 5: a read changes nothing, so pread(2) is safe */
         n = plain_pread(fd, buf, len, off);
     return n;
@@ -462,9 +477,9 @@ static ssize_t uring_pwritev(struct store_io *io, int fd,
         rc = 0;
         goto out;
     }
-    pthread_mutex_lock(&u->lock);
-    rc = u->dead ? u->dead : ring_run(u, fd, p, n);
-    pthread_mutex_unlock(&u->lock);
+    pthread_mutex_lock(&u->w.lock);
+    rc = u->w.dead ? u->w.dead : ring_run(u, &u->w, fd, p, n);
+    pthread_mutex_unlock(&u->w.lock);
 out:
     if (p != stackp)
         free(p);
@@ -483,9 +498,9 @@ static int uring_sync(struct store_io *io, int fd, enum store_io_sync kind)
                       .buf_index = -1,
                       .op = PIECE_FSYNC,
                       .state = PIECE_WAITING};
-    pthread_mutex_lock(&u->lock);
-    ssize_t rc = u->dead ? u->dead : ring_run(u, fd, &p, 1);
-    pthread_mutex_unlock(&u->lock);
+    pthread_mutex_lock(&u->w.lock);
+    ssize_t rc = u->w.dead ? u->w.dead : ring_run(u, &u->w, fd, &p, 1);
+    pthread_mutex_unlock(&u->w.lock);
     return rc < 0 ? (int)rc : 0;
 }
 
@@ -533,17 +548,26 @@ static int uring_fstatvfs(struct store_io *io, int fd, uint64_t *avail)
     return 0;
 }
 
+static void ring_exit(struct uring_io *u, struct uring_ring *r)
+{
+    if (!r->inited)
+        return;
+    if (u->registered)
+        io_uring_unregister_buffers(&r->ring);
+    io_uring_queue_exit(&r->ring);
+    pthread_mutex_destroy(&r->lock);
+    r->inited = 0;
+}
+
 static void uring_destroy(struct store_io *io)
 {
     struct uring_io *u = U(io);
     if (!u)
         return;
-    if (u->registered)
-        io_uring_unregister_buffers(&u->ring);
-    io_uring_queue_exit(&u->ring);
+    ring_exit(u, &u->w);
+    ring_exit(u, &u->r);
     free(u->region);
     pthread_mutex_destroy(&u->flock);
-    pthread_mutex_destroy(&u->lock);
     free(u);
 }
 
@@ -602,7 +626,12 @@ static void register_frames(struct uring_io *u, unsigned n, int fail_register)
         iov[i].iov_len = STORE_FRAME_SIZE;
     }
     rc = fail_register ? seam_errno(fail_register)
-                       : io_uring_register_buffers(&u->ring, iov, n);
+                       : io_uring_register_buffers(&u->w.ring, iov, n);
+    if (rc == 0) {
+        rc = io_uring_register_buffers(&u->r.ring, iov, n);
+        if (rc < 0)
+            io_uring_unregister_buffers(&u->w.ring);
+    }
 out:
     if (rc < 0) {
         int mem = rc == -ENOMEM || rc == -EPERM;
@@ -622,6 +651,17 @@ out:
     u->nfree = n;
     for (unsigned i = 0; i < n; i++)
         u->free_stack[i] = (uint8_t)(n - 1 - i); /* frame 0 first */
+}
+
+static int ring_init(struct uring_ring *r, unsigned entries)
+{
+    int rc = io_uring_queue_init(entries, &r->ring, 0);
+    if (rc < 0)
+        return rc;
+    r->cap = r->ring.sq.ring_entries;
+    pthread_mutex_init(&r->lock, NULL);
+    r->inited = 1;
+    return 0;
 }
 
 static void set_err(int *rc, char *err, size_t errlen, int code,
@@ -648,8 +688,12 @@ struct store_io *store_io_uring_new(const struct store_io_uring_opts *o,
     u->log_fn = o->log_fn;
     u->log_ctx = o->log_ctx;
     unsigned entries = o->entries ? o->entries : URING_DEFAULT_ENTRIES;
-    int r = o->fail_ring ? seam_errno(o->fail_ring)
-                         : io_uring_queue_init(entries, &u->ring, 0);
+    int r = o->fail_ring ? seam_errno(o->fail_ring) : ring_init(&u->w, entries);
+    if (r == 0) {
+        r = ring_init(&u->r, URING_READ_ENTRIES);
+        if (r < 0)
+            ring_exit(u, &u->w);
+    }
     if (r < 0) {
         snprintf(msg, sizeof(msg), "io_uring_queue_init: %s%s", strerror(-r),
                  r == -EPERM    ? " (check /proc/sys/kernel/io_uring_disabled "
@@ -661,16 +705,15 @@ struct store_io *store_io_uring_new(const struct store_io_uring_opts *o,
         return NULL;
     }
     const char *missing = NULL;
-    r = check_opcodes(&u->ring, &missing);
+    r = check_opcodes(&u->w.ring, &missing);
     if (r < 0) {
         snprintf(msg, sizeof(msg), "io_uring: kernel lacks %s", missing);
         set_err(rc, err, errlen, r, msg);
-        io_uring_queue_exit(&u->ring);
+        ring_exit(u, &u->w);
+        ring_exit(u, &u->r);
         free(u);
         return NULL;
     }
-    u->cap = u->ring.sq.ring_entries;
-    pthread_mutex_init(&u->lock, NULL);
     pthread_mutex_init(&u->flock, NULL);
 
     unsigned nf = o->fixed_frames;
@@ -698,7 +741,7 @@ struct store_io *store_io_uring_new(const struct store_io_uring_opts *o,
         io->frame_free = uring_frame_free;
         io->frames_in_use = uring_frames_in_use;
     }
-    uring_log(u, 0, "io_uring: ring of %u entries, %u fixed frames", u->cap,
+    uring_log(u, 0, "io_uring: ring of %u entries, %u fixed frames", u->w.cap,
               u->nframes);
     if (rc)
         *rc = 0;

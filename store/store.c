@@ -1300,9 +1300,16 @@ static size_t snap_page(void *arg, const uint8_t *after,
 {
     struct store *st = arg;
     int more;
+    if (!st->scan_has_end)
+        return 0;
     pthread_mutex_lock(&st->lock);
     size_t n = index_list(&st->ix, after, max, out, &more);
     pthread_mutex_unlock(&st->lock);
+    /* The scan ends at the last GUID of the switch: GUIDs created later
+     * above it are in the new log, and a stream of rising GUIDs
+     * (time-ordered ones) must not keep the scan going forever. */
+    while (n > 0 && memcmp(out[n - 1].guid, st->scan_end, STORE_GUID_SIZE) > 0)
+        n--;
     return n;
 }
 
@@ -1348,6 +1355,13 @@ static int compact_switch(struct store *st, uint64_t *switch_lsn,
         pthread_mutex_unlock(&st->lock);
     }
     *switch_lsn = st->next_lsn - 1;
+    pthread_mutex_lock(&st->lock);
+    st->scan_has_end = st->ix.nchunks > 0;
+    if (st->scan_has_end) {
+        const struct index_chunk *c = st->ix.chunks[st->ix.nchunks - 1];
+        memcpy(st->scan_end, c->e[c->n - 1].guid, STORE_GUID_SIZE);
+    }
+    pthread_mutex_unlock(&st->lock);
     return 0;
 }
 

@@ -362,7 +362,9 @@ struct store {
 
     /* compaction and holds, under lock */
     int scanning; /* a compaction scans: no slot is reused */
-    int held;     /* a hold: no slot reuse, no compaction */
+    uint8_t scan_end[STORE_GUID_SIZE]; /* the scan stops after this GUID */
+    int scan_has_end;                  /* 0: the index was empty */
+    int held; /* a hold: no slot reuse, no compaction */
     uint64_t holds_expired;
     uint64_t hold_until;       /* CLOCK_MONOTONIC ns; 0 = no timeout */
     int stopping;              /* store_close began: abandon a compaction */

@@ -2,8 +2,9 @@
  * test_kill9.c - kill -9 at random moments; the store must recover to a
  * state the durability contract allows (SPEC §2, store.h G1/G2).
  *
- * Usage: test_kill9 [ROUNDS]   (default 100; BLOBD_TEST_SEED repeats the
- * random choices, though not the kernel's timing).
+ * Usage: test_kill9 [ROUNDS] [--async]   (default 100; BLOBD_TEST_SEED
+ * repeats the random choices, though not the kernel's timing).  The child
+ * opens the store on tu_backend() ($BLOBD_TEST_BACKEND), as the parent does.
  *
  * One store directory lives across all rounds.  Each round:
  *  1. The parent forks a child that opens the store (retrying while the
@@ -38,6 +39,23 @@
  * Content is identified by length plus tu_pattern_ok against the candidate
  * seeds (every write uses a new seed).  On failure the store directory is
  * kept and its path printed.
+ *
+ * --async: the child opens with cfg.async = 1 and keeps up to KID_SLOTS
+ * jobs in flight through store_submit_write / store_submit_delete (each
+ * durable with probability 1/4) and store_submit_flush, every write from
+ * its own frame, untouched until its completion.  It still writes
+ * "A <id> ..." before each submit (ids are the queue's order, A2); the
+ * completion callback (on the I/O thread) writes "K <id> <outcome> <rc>"
+ * and, in the same write(), "D <id>" when the completion makes something
+ * durable: a write or delete whose completion says durable makes that op
+ * durable; a flush completing with rc 0 makes durable every op whose "K"
+ * line came before the flush's "A" line (acknowledged before the flush was
+ * submitted).  Acknowledgements come out of order.  The parent takes the
+ * largest op id made durable so, Dop, and checks the same things with the
+ * cuts k in [Dop + 1, A + 1]: every op up to Dop is in the recovered state
+ * (the store replays whole commit groups, which hold changes in queue
+ * order, so what survives is a prefix of the queue).  A submit the store
+ * refuses is reported as an acknowledged failure.
  */
 #include "testutil.h"
 
@@ -45,6 +63,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,8 +75,10 @@
 #define NGUID 32
 #define OPEN_WAIT_MS 30000
 #define LOCK_RETRIES 100
+#define KID_SLOTS 16 /* --async: jobs in flight in the child */
 
 static unsigned g_rounds = 100;
+static int g_async; /* --async */
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -141,6 +162,130 @@ static void child(const char *dir, int fd, unsigned round, uint64_t seed)
     }
 }
 
+/* ---- the async child (--async) ------------------------------------------ */
+
+struct kid;
+
+struct kjob {
+    struct kid *k;
+    uint32_t id;
+    char kind; /* W D F */
+    int slot;
+};
+
+struct kid {
+    int fd;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint8_t *frame[KID_SLOTS];
+    int busy[KID_SLOTS];
+    struct kjob job[KID_SLOTS];
+};
+
+static int kid_take(struct kid *k)
+{
+    pthread_mutex_lock(&k->mu);
+    for (;;) {
+        for (int i = 0; i < KID_SLOTS; i++) {
+            if (!k->busy[i]) {
+                k->busy[i] = 1;
+                pthread_mutex_unlock(&k->mu);
+                return i;
+            }
+        }
+        pthread_cond_wait(&k->cv, &k->mu);
+    }
+}
+
+static void kid_release(struct kid *k, int i)
+{
+    pthread_mutex_lock(&k->mu);
+    k->busy[i] = 0;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+}
+
+/* The completion, on the I/O thread: "K" and, if it made anything
+ * durable, "D", in one write() so no kill separates them. */
+static void kid_done(void *arg, const struct store_completion *c)
+{
+    struct kjob *j = arg;
+    int durable = j->kind == 'F' ? c->rc == 0 && c->outcome == STORE_OUT_NONE
+                                 : c->durable;
+    if (durable)
+        say(j->k->fd, "K %" PRIu32 " %d %d\nD %" PRIu32 "\n", j->id,
+            (int)c->outcome, c->rc, j->id);
+    else
+        say(j->k->fd, "K %" PRIu32 " %d %d\n", j->id, (int)c->outcome, c->rc);
+    kid_release(j->k, j->slot);
+}
+
+static void child_async(const char *dir, int fd, unsigned round, uint64_t seed)
+{
+    struct store *st = NULL;
+    int rc = 0;
+    char err[512] = "";
+    struct store_config cfg;
+    store_config_init(&cfg, dir);
+    cfg.backend = tu_backend();
+    cfg.log_fn = tu_log_quiet;
+    cfg.lock_timeout_ms = 200;
+    cfg.async = 1;
+    for (int i = 0; i < LOCK_RETRIES && !st; i++) {
+        st = store_open(&cfg, &rc, err, sizeof(err));
+        if (!st && rc != STORE_E_LOCKED)
+            break;
+    }
+    if (!st) {
+        say(fd, "E open: %.200s (%s)\n", err, store_strerror(rc));
+        _exit(3);
+    }
+    say(fd, "O\n");
+    static struct kid k;
+    k.fd = fd;
+    pthread_mutex_init(&k.mu, NULL);
+    pthread_cond_init(&k.cv, NULL);
+    for (int i = 0; i < KID_SLOTS; i++)
+        if (!(k.frame[i] = store_frame_alloc(st)))
+            _exit(4);
+    uint64_t rng = seed;
+    for (uint32_t id = 1;; id++) {
+        int s = kid_take(&k);
+        unsigned r = (unsigned)(tu_rand(&rng) % 100);
+        unsigned gi = (unsigned)(tu_rand(&rng) % NGUID);
+        int durable = tu_rand(&rng) % 4 == 0;
+        uint8_t g[16];
+        guid_of(g, gi);
+        struct kjob *j = &k.job[s];
+        j->k = &k;
+        j->id = id;
+        j->slot = s;
+        if (r < 62) {
+            uint32_t len = (uint32_t)(tu_rand(&rng) % (STORE_FRAME_SIZE + 1));
+            uint64_t sd = (uint64_t)(round + 1) << 32 | id;
+            tu_pattern(k.frame[s], len, sd);
+            j->kind = 'W';
+            say(fd, "A %" PRIu32 " %u W %" PRIu64 " %" PRIu32 "\n", id, gi, sd,
+                len);
+            rc = store_submit_write(st, g, k.frame[s], len, NULL, durable,
+                                    kid_done, j);
+        } else if (r < 85) {
+            j->kind = 'D';
+            say(fd, "A %" PRIu32 " %u D 0 0\n", id, gi);
+            rc = store_submit_delete(st, g, NULL, durable, kid_done, j);
+        } else {
+            j->kind = 'F';
+            say(fd, "A %" PRIu32 " 0 F 0 0\n", id);
+            rc = store_submit_flush(st, kid_done, j);
+        }
+        if (rc != 0) { /* refused: no completion will come */
+            say(fd, "K %" PRIu32 " %d %d\n", id, (int)STORE_OUT_STORE_FAILED,
+                rc);
+            kid_release(&k, s);
+        }
+    }
+}
+
 /* ---- the parent's record of a round ------------------------------------ */
 
 struct gstate {
@@ -156,6 +301,7 @@ struct op {
     uint64_t seed;
     uint32_t len;
     int outcome, rc;
+    uint32_t acks_before; /* --async flush: "K" lines before its "A" */
 };
 
 struct round_log {
@@ -165,7 +311,15 @@ struct round_log {
     char err[256];
     struct op *ops; /* by id, 1-based */
     uint32_t nops;  /* highest id attempted */
+    /* The first cut that must be in the recovered state: ops with a lower
+     * id are durable (sync: the last good flush's id; --async: one past
+     * the largest id made durable), 0 if none. */
     uint32_t durable;
+    /* --async: ackmax[j] is the largest id of a successful write or delete
+     * among the first j "K" lines. */
+    uint32_t *ackmax;
+    uint32_t nacks, ackcap;
+    int unacked_flush; /* --async: a flush had no completion at the kill */
 };
 
 static int drain(int fd, struct round_log *rl, int timeout_ms)
@@ -191,6 +345,50 @@ static int drain(int fd, struct round_log *rl, int timeout_ms)
     if (!rl->opened && (strncmp(rl->buf, "O\n", 2) == 0))
         rl->opened = 1;
     return 0;
+}
+
+static int op_ok(const struct op *o)
+{
+    return o->rc == 0 && (o->kind == 'W' ? o->outcome == STORE_OUT_CREATED ||
+                                               o->outcome == STORE_OUT_REPLACED
+                                         : o->outcome == STORE_OUT_DELETED);
+}
+
+/* --async: the "K" line of op id, in pipe order. */
+static void note_ack(struct round_log *rl, uint32_t id)
+{
+    if (rl->nacks + 1 >= rl->ackcap) {
+        rl->ackcap = rl->ackcap ? rl->ackcap * 2 : 1024;
+        rl->ackmax = realloc(rl->ackmax, rl->ackcap * sizeof(rl->ackmax[0]));
+        assert_non_null(rl->ackmax);
+        if (rl->nacks == 0)
+            rl->ackmax[0] = 0;
+    }
+    const struct op *o = &rl->ops[id];
+    uint32_t m = rl->ackmax[rl->nacks];
+    if (o->kind != 'F' && op_ok(o) && id > m)
+        m = id;
+    rl->ackmax[++rl->nacks] = m;
+}
+
+/* --async: "D <id>": op id's completion made something durable. */
+static void durable_async(struct round_log *rl, uint32_t id, const char *p)
+{
+    if (id == 0 || id > rl->nops || !rl->ops[id].acked)
+        fail_msg("durable mark \"%s\" before its acknowledgement", p);
+    const struct op *o = &rl->ops[id];
+    uint32_t upto; /* the largest op id made durable by this mark */
+    if (o->kind == 'F') {
+        if (o->rc != 0 || o->outcome != STORE_OUT_NONE)
+            fail_msg("durable mark \"%s\" for a failed flush", p);
+        upto = rl->ackmax ? rl->ackmax[o->acks_before] : 0;
+    } else {
+        if (!op_ok(o))
+            fail_msg("durable mark \"%s\" for a failed change", p);
+        upto = id;
+    }
+    if (upto && upto + 1 > rl->durable)
+        rl->durable = upto + 1;
 }
 
 /* Parse the lines; a malformed log fails the test. */
@@ -232,29 +430,42 @@ static void parse(struct round_log *rl)
             o->kind = kind;
             o->seed = seed;
             o->len = len;
+            o->acks_before = rl->nacks;
             rl->nops = id;
         } else if (p[0] == 'K' &&
                    sscanf(p, "K %" SCNu32 " %d %d", &id, &outcome, &rc) == 3) {
-            if (id != rl->nops || rl->ops[id].acked)
+            if (g_async ? id == 0 || id > rl->nops || rl->ops[id].acked
+                        : id != rl->nops || rl->ops[id].acked)
                 fail_msg("ack \"%s\" does not follow its attempt", p);
             rl->ops[id].acked = 1;
             rl->ops[id].outcome = outcome;
             rl->ops[id].rc = rc;
+            if (g_async)
+                note_ack(rl, id);
         } else if (p[0] == 'D' && sscanf(p, "D %" SCNu32, &id) == 1) {
-            if (id != rl->nops || rl->ops[id].kind != 'F' ||
-                !rl->ops[id].acked || rl->ops[id].rc != 0)
-                fail_msg("durable mark \"%s\" does not follow a good flush", p);
-            rl->durable = id;
+            if (g_async) {
+                durable_async(rl, id, p);
+            } else {
+                if (id != rl->nops || rl->ops[id].kind != 'F' ||
+                    !rl->ops[id].acked || rl->ops[id].rc != 0)
+                    fail_msg("durable mark \"%s\" does not follow a good "
+                             "flush",
+                             p);
+                rl->durable = id;
+            }
         } else {
             fail_msg("unparsable child line \"%s\"", p);
         }
         p = nl + 1;
     }
-    for (uint32_t id = 1; id < rl->nops; id++)
+    for (uint32_t id = 1; id < rl->nops && !g_async; id++)
         if (!rl->ops[id].acked)
             fail_msg("op %" PRIu32 " was never acknowledged, yet op %" PRIu32
                      " was attempted",
                      id, rl->nops);
+    for (uint32_t id = 1; id <= rl->nops && g_async; id++)
+        if (rl->ops[id].kind == 'F' && !rl->ops[id].acked)
+            rl->unacked_flush = 1;
 }
 
 /* What the store holds for one GUID. */
@@ -358,7 +569,10 @@ static void run_round(const char *dir, unsigned round, uint64_t *prng,
     assert_true(pid >= 0);
     if (pid == 0) {
         close(pfd[0]);
-        child(dir, pfd[1], round, child_seed);
+        if (g_async)
+            child_async(dir, pfd[1], round, child_seed);
+        else
+            child(dir, pfd[1], round, child_seed);
         _exit(7);
     }
     close(pfd[1]);
@@ -413,7 +627,9 @@ static void run_round(const char *dir, unsigned round, uint64_t *prng,
                  OPEN_WAIT_MS);
     if (!rl.opened)
         t->kills_in_open++;
-    if (rl.nops && rl.ops[rl.nops].kind == 'F' && !rl.ops[rl.nops].acked)
+    if (g_async
+            ? rl.unacked_flush
+            : rl.nops && rl.ops[rl.nops].kind == 'F' && !rl.ops[rl.nops].acked)
         t->kills_in_flush++;
     t->ops += rl.nops;
 
@@ -506,9 +722,9 @@ static void run_round(const char *dir, unsigned round, uint64_t *prng,
         } else
             snprintf(got, sizeof(got), "absent");
         snprintf(bad, sizeof(bad),
-                 "guid %u holds %s; durable state (flush op %" PRIu32
+                 "guid %u holds %s; durable state (%s %" PRIu32
                  ") is %s, later attempts are listed above",
-                 i, got, D, want);
+                 i, got, g_async ? "every op before" : "flush op", D, want);
         for (uint32_t id = D ? D : 1; id <= A; id++)
             if (rl.ops[id].kind != 'F' && rl.ops[id].g == i)
                 printf("  round %u op %" PRIu32 ": %c seed %#" PRIx64
@@ -555,9 +771,10 @@ static void run_round(const char *dir, unsigned round, uint64_t *prng,
         store_frame_free(st, ob[i].data);
     store_close(st);
     if (bad[0]) {
-        printf("round %u: %" PRIu32 " ops, last durable flush op %" PRIu32
-               ", store kept at %s\n",
-               round, A, D, dir);
+        printf("round %u: %" PRIu32 " ops, %s %" PRIu32 ", store kept at %s\n",
+               round, A,
+               g_async ? "durable up to before op" : "last durable flush op", D,
+               dir);
         fflush(stdout);
         fail_msg("round %u: %s", round, bad);
     }
@@ -570,6 +787,7 @@ static void run_round(const char *dir, unsigned round, uint64_t *prng,
     memcpy(base, fit_state, sizeof(fit_state));
     free(rl.ops);
     free(rl.buf);
+    free(rl.ackmax);
 }
 
 static void test_kill9_rounds(void **state)
@@ -594,15 +812,16 @@ static void test_kill9_rounds(void **state)
     unsigned present = 0;
     for (unsigned i = 0; i < NGUID; i++)
         present += base[i].exists;
-    printf("%u rounds in %.1f s: %" PRIu64 " ops attempted, %" PRIu64
+    printf("%s%u rounds in %.1f s: %" PRIu64 " ops attempted, %" PRIu64
            " blobs checked; %" PRIu64 " rounds with a durable flush, "
            "%" PRIu64 " recovered past the last durable flush, %" PRIu64
            " killed in open (mean open %.1f ms), %" PRIu64
            " killed in a flush; store now %u "
            "blobs, generation %" PRIu64 ", log %" PRIu64
            " bytes, snapshot %" PRIu64 " bytes, data file %" PRIu64 " bytes\n",
-           g_rounds, (double)(t1 - t0) / 1000.0, t.ops, t.checked_blobs,
-           t.flushes_durable, t.rounds_past_durable, t.kills_in_open,
+           g_async ? "async, " : "", g_rounds, (double)(t1 - t0) / 1000.0,
+           t.ops, t.checked_blobs, t.flushes_durable, t.rounds_past_durable,
+           t.kills_in_open,
            t.open_n ? (double)t.open_us_sum / (double)t.open_n / 1000.0 : 0.0,
            t.kills_in_flush, present, s.generation, s.log_bytes,
            s.snapshot_bytes, s.data_file_bytes);
@@ -612,14 +831,17 @@ static void test_kill9_rounds(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1) {
+    for (int i = 1; i < argc; i++) {
         char *end = NULL;
-        unsigned long n = strtoul(argv[1], &end, 10);
-        if (!end || *end || n == 0) {
-            fprintf(stderr, "usage: %s [ROUNDS]\n", argv[0]);
+        unsigned long n = strtoul(argv[i], &end, 10);
+        if (strcmp(argv[i], "--async") == 0) {
+            g_async = 1;
+        } else if (!end || *end || n == 0) {
+            fprintf(stderr, "usage: %s [ROUNDS] [--async]\n", argv[0]);
             return 2;
+        } else {
+            g_rounds = (unsigned)n;
         }
-        g_rounds = (unsigned)n;
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill9_rounds),

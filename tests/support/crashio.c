@@ -17,6 +17,10 @@
  *          the last three are dropped by an fsync of the directory.
  * When a replaced or unlinked file is recreated, its object's own fd is
  * pointed at the copy, so older data records of that file land there.
+ * Data records of pwritev calls also carry the write's length, so that
+ * crashio_crash_random can keep or tear them (see crashio.h); while it
+ * runs, each object's keep_end is the end of the newest surviving bytes of
+ * kept or torn writes not cut off since by a strict record.
  *
  * Thread rules: one mutex guards everything and is held across each call
  * into the inner backend, so a change and its undo record are atomic.
@@ -35,8 +39,9 @@
 struct cfile {
     dev_t dev;
     ino_t ino;
-    int fd;   /* own descriptor, -1 if it could not be opened */
-    int refs; /* caller descriptors opened on it through the wrapper */
+    int fd;            /* own descriptor, -1 if it could not be opened */
+    int refs;          /* caller descriptors opened on it through the wrapper */
+    uint64_t keep_end; /* crashio_crash_random only (see the top) */
     struct cfile *next;
 };
 
@@ -45,8 +50,10 @@ enum undo_kind { UNDO_DATA, UNDO_CREATE, UNDO_RENAME, UNDO_UNLINK };
 struct undo {
     struct undo *next; /* the next older record */
     enum undo_kind kind;
-    struct cfile *f;      /* DATA: the file; others: directory of name */
-    uint64_t size, off;   /* DATA: old size; where bytes go back */
+    struct cfile *f;    /* DATA: the file; others: directory of name */
+    uint64_t size, off; /* DATA: old size; where bytes go back */
+    int write;          /* DATA: left by a pwritev of wlen bytes at off */
+    uint64_t wlen;
     unsigned char *bytes; /* DATA: old bytes; RENAME/UNLINK: old file */
     size_t len;
     int saved;              /* RENAME/UNLINK: bytes/mode hold the old file */
@@ -65,6 +72,7 @@ struct crashio {
     struct undo *undo; /* newest first */
     size_t pending;
     int dead;
+    size_t undone, kept, torn; /* pwritev records, by the last crash */
 };
 
 static struct crashio *cio_of(struct store_io *io)
@@ -223,9 +231,10 @@ static struct undo *undo_new(enum undo_kind kind, struct cfile *d,
 }
 
 /* Push a data record for [off, off + len) of f: its size now and, if
- * bytes, its bytes in the range below that size.  0 if f is untracked. */
+ * bytes, its bytes in the range below that size (write: the record of a
+ * pwritev of len bytes).  0 if f is untracked. */
 static int undo_data(struct crashio *c, struct cfile *f, uint64_t off,
-                     uint64_t len, int bytes)
+                     uint64_t len, int bytes, int write)
 {
     struct stat st;
     struct undo *u;
@@ -239,6 +248,8 @@ static int undo_data(struct crashio *c, struct cfile *f, uint64_t off,
     u->f = f;
     u->size = (uint64_t)st.st_size;
     u->off = off;
+    u->write = write;
+    u->wlen = write ? len : 0;
     if (bytes && off < u->size) {
         u->len = (size_t)(len < u->size - off ? len : u->size - off);
         u->bytes = malloc(u->len ? u->len : 1);
@@ -369,7 +380,7 @@ static int cio_openat(struct store_io *io, int dirfd, const char *name,
         (flags & O_ACCMODE) != O_RDONLY) {
         int tfd = openat(d->fd, base, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
         if (tfd >= 0) {
-            rc = undo_data(c, cf_get(c, &st, tfd, tfd), 0, UINT64_MAX, 1);
+            rc = undo_data(c, cf_get(c, &st, tfd, tfd), 0, UINT64_MAX, 1, 0);
             if (rc < 0)
                 goto out;
         }
@@ -432,9 +443,13 @@ static ssize_t cio_pwritev(struct store_io *io, int fd, const struct iovec *iov,
     }
     for (int i = 0; i < iovcnt; i++)
         len += iov[i].iov_len;
-    rc = undo_data(c, cf_of_fd(c, fd), off, len, 1);
+    struct undo *older = c->undo;
+    rc = undo_data(c, cf_of_fd(c, fd), off, len, 1, 1);
     if (rc == 0)
         rc = c->inner->pwritev(c->inner, fd, iov, iovcnt, off);
+    /* What reached the file: nothing on an error, a prefix if short. */
+    if (c->undo != older && (rc < 0 || (uint64_t)rc < len))
+        c->undo->wlen = rc < 0 ? 0 : (uint64_t)rc;
 out:
     pthread_mutex_unlock(&c->mu);
     return rc;
@@ -470,7 +485,7 @@ static int cio_fallocate(struct store_io *io, int fd, uint64_t off,
         rc = -EIO;
         goto out;
     }
-    rc = undo_data(c, cf_of_fd(c, fd), off, len, 0);
+    rc = undo_data(c, cf_of_fd(c, fd), off, len, 0, 0);
     if (rc == 0)
         rc = c->inner->fallocate(c->inner, fd, off, len);
 out:
@@ -487,7 +502,7 @@ static int cio_ftruncate(struct store_io *io, int fd, uint64_t len)
         rc = -EIO;
         goto out;
     }
-    rc = undo_data(c, cf_of_fd(c, fd), len, UINT64_MAX, 1);
+    rc = undo_data(c, cf_of_fd(c, fd), len, UINT64_MAX, 1, 0);
     if (rc == 0)
         rc = c->inner->ftruncate(c->inner, fd, len);
 out:
@@ -647,14 +662,134 @@ void crashio_free(struct crashio *c)
 void crashio_crash(struct crashio *c)
 {
     pthread_mutex_lock(&c->mu);
+    c->undone = c->kept = c->torn = 0;
     while (c->undo) {
         struct undo *u = c->undo;
         c->undo = u->next;
+        c->undone += u->kind == UNDO_DATA && u->write;
         undo_apply(u);
         undo_free(u);
     }
     c->pending = 0;
     c->dead = 1;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static uint64_t cio_rand(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Write len zero bytes at off of fd. */
+static int zero_range(int fd, uint64_t off, uint64_t len)
+{
+    static const unsigned char zeros[4096];
+    while (len > 0) {
+        size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+        int rc = io_full(fd, (unsigned char *)zeros, n, off, 1);
+        if (rc < 0)
+            return rc;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Undo the pwritev record u from cut on (cut == u->off: all of it), as
+ * crashio.h describes for crashio_crash_random. */
+static void undo_write_from(struct undo *u, uint64_t cut)
+{
+    struct cfile *f = u->f;
+    uint64_t end = u->off + u->wlen, old_end = u->off + u->len;
+    uint64_t size = u->size;
+    int rc;
+    if (f->fd < 0)
+        return;
+    if (cut > u->off && cut > size)
+        size = cut;
+    if (f->keep_end > size)
+        size = f->keep_end;
+    if (ftruncate(f->fd, (off_t)size) < 0) {
+        undo_warn("ftruncate", NULL, errno);
+        return;
+    }
+    if (cut < old_end) {
+        rc = io_full(f->fd, u->bytes + (cut - u->off), (size_t)(old_end - cut),
+                     cut, 1);
+        if (rc < 0)
+            undo_warn("write", NULL, -rc);
+    }
+    uint64_t z0 = cut > old_end ? cut : old_end, z1 = end < size ? end : size;
+    if (z0 < z1) {
+        rc = zero_range(f->fd, z0, z1 - z0);
+        if (rc < 0)
+            undo_warn("write", NULL, -rc);
+    }
+}
+
+void crashio_crash_random(struct crashio *c, uint64_t seed)
+{
+    uint64_t rng = seed;
+    pthread_mutex_lock(&c->mu);
+    c->undone = c->kept = c->torn = 0;
+    for (struct cfile *f = c->files; f; f = f->next)
+        f->keep_end = 0;
+    while (c->undo) {
+        struct undo *u = c->undo;
+        c->undo = u->next;
+        if (u->kind != UNDO_DATA || !u->write) {
+            undo_apply(u);
+            if (u->kind == UNDO_DATA && u->f->keep_end > u->size)
+                u->f->keep_end = u->size; /* cut off by a strict record */
+            undo_free(u);
+            continue;
+        }
+        uint64_t end = u->off + u->wlen;
+        uint64_t first = (u->off / 4096 + 1) * 4096; /* first cut candidate */
+        switch (cio_rand(&rng) % 3) {
+        case 0: /* undone */
+            c->undone++;
+            undo_write_from(u, u->off);
+            break;
+        case 1: /* kept */
+            c->kept++;
+            if (u->wlen > 0 && end > u->f->keep_end)
+                u->f->keep_end = end;
+            break;
+        default: /* torn, or undone if no page boundary lies inside */
+            if (first >= end) {
+                c->undone++;
+                undo_write_from(u, u->off);
+                break;
+            }
+            c->torn++;
+            uint64_t cut =
+                first + cio_rand(&rng) % ((end - first + 4095) / 4096) * 4096;
+            undo_write_from(u, cut);
+            if (cut > u->f->keep_end)
+                u->f->keep_end = cut;
+            break;
+        }
+        undo_free(u);
+    }
+    c->pending = 0;
+    c->dead = 1;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void crashio_crash_counts(struct crashio *c, size_t *undone, size_t *kept,
+                          size_t *torn)
+{
+    pthread_mutex_lock(&c->mu);
+    if (undone)
+        *undone = c->undone;
+    if (kept)
+        *kept = c->kept;
+    if (torn)
+        *torn = c->torn;
     pthread_mutex_unlock(&c->mu);
 }
 

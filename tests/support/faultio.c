@@ -5,7 +5,8 @@
  * Each call is counted, checked against the arming, then either failed
  * without touching the inner backend (EIO, ENOSPC), forwarded with a
  * shortened length (FIO_SHORT on pread/pwritev) or forwarded as is; the
- * outcome is appended to the trace when tracing is on.  The name each fd
+ * outcome is appended to the trace when tracing is on (a pwritev event
+ * also keeps its first FIO_EV_IOVS iovec bases).  The name each fd
  * was opened under is remembered (from openat until close) so that trace
  * events on an fd carry a file name.  For renameat the event's name is the
  * destination name; for fstatvfs the event's len is the figure reported.
@@ -109,10 +110,12 @@ out:
     pthread_mutex_unlock(&f->mu);
 }
 
-/* Append an event to the trace if tracing; name NULL: the name of fd. */
-static void fio_record(struct faultio *f, enum fio_op op, int fd,
-                       const char *name, uint64_t off, uint64_t len, int kind,
-                       long rc, int injected)
+/* Append an event to the trace if tracing; name NULL: the name of fd;
+ * iov/iovcnt: a pwritev's buffers (NULL/0 otherwise). */
+static void fio_record_iov(struct faultio *f, enum fio_op op, int fd,
+                           const char *name, uint64_t off, uint64_t len,
+                           int kind, long rc, int injected,
+                           const struct iovec *iov, int iovcnt)
 {
     pthread_mutex_lock(&f->mu);
     if (!f->tracing)
@@ -138,8 +141,18 @@ static void fio_record(struct faultio *f, enum fio_op op, int fd,
     e->kind = kind;
     e->rc = rc;
     e->injected = injected;
+    e->iovcnt = iovcnt;
+    for (int i = 0; i < iovcnt && i < FIO_EV_IOVS; i++)
+        e->iov[i] = iov[i].iov_base;
 out:
     pthread_mutex_unlock(&f->mu);
+}
+
+static void fio_record(struct faultio *f, enum fio_op op, int fd,
+                       const char *name, uint64_t off, uint64_t len, int kind,
+                       long rc, int injected)
+{
+    fio_record_iov(f, op, fd, name, off, len, kind, rc, injected, NULL, 0);
 }
 
 static int fio_openat(struct store_io *io, int dirfd, const char *name,
@@ -240,7 +253,8 @@ static ssize_t fio_pwritev(struct store_io *io, int fd, const struct iovec *iov,
         rc = fio_err(inject);
     else
         rc = f->inner->pwritev(f->inner, fd, iov, iovcnt, off);
-    fio_record(f, FIO_PWRITEV, fd, NULL, off, len, 0, rc, inject != FIO_PASS);
+    fio_record_iov(f, FIO_PWRITEV, fd, NULL, off, len, 0, rc,
+                   inject != FIO_PASS, iov, iovcnt);
     return rc;
 }
 
@@ -320,6 +334,24 @@ static void fio_destroy(struct store_io *io)
     faultio_free(fio_of(io));
 }
 
+static void *fio_frame_alloc(struct store_io *io)
+{
+    struct store_io *in = fio_of(io)->inner;
+    return in->frame_alloc(in);
+}
+
+static int fio_frame_free(struct store_io *io, void *frame)
+{
+    struct store_io *in = fio_of(io)->inner;
+    return in->frame_free(in, frame);
+}
+
+static unsigned fio_frames_in_use(struct store_io *io)
+{
+    struct store_io *in = fio_of(io)->inner;
+    return in->frames_in_use(in);
+}
+
 struct faultio *faultio_new(struct store_io *inner)
 {
     struct faultio *f = calloc(1, sizeof(*f));
@@ -344,6 +376,12 @@ struct faultio *faultio_new(struct store_io *inner)
     f->io.unlinkat = fio_unlinkat;
     f->io.fstatvfs = fio_fstatvfs;
     f->io.destroy = fio_destroy;
+    if (inner && inner->frame_alloc)
+        f->io.frame_alloc = fio_frame_alloc;
+    if (inner && inner->frame_free)
+        f->io.frame_free = fio_frame_free;
+    if (inner && inner->frames_in_use)
+        f->io.frames_in_use = fio_frames_in_use;
     return f;
 }
 
@@ -439,6 +477,14 @@ void faultio_trace_clear(struct faultio *f)
     pthread_mutex_lock(&f->mu);
     f->nev = 0;
     pthread_mutex_unlock(&f->mu);
+}
+
+size_t faultio_trace_len(struct faultio *f)
+{
+    pthread_mutex_lock(&f->mu);
+    size_t n = f->nev;
+    pthread_mutex_unlock(&f->mu);
+    return n;
 }
 
 size_t faultio_trace_get(struct faultio *f, struct fio_event **ev)

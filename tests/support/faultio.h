@@ -7,6 +7,10 @@
  * transfer.  It can also report a chosen free-space figure from fstatvfs
  * and record a trace of every call with its outcome, for audits of the
  * order of durability steps.  Thread-safe (one mutex).
+ *
+ * The optional frame hooks (frame_alloc, frame_free, frames_in_use) are
+ * passed through to the inner backend when it has them, so a store on a
+ * wrapped io_uring backend still writes from registered frames.
  */
 #ifndef BLOBD_FAULTIO_H
 #define BLOBD_FAULTIO_H
@@ -45,6 +49,9 @@ enum fio_mode {
                     fail with -EIO */
 };
 
+/* iovec bases a pwritev event keeps (the first ones of the call). */
+#define FIO_EV_IOVS 32
+
 struct fio_event {
     enum fio_op op;
     int fd;            /* fd argument (dirfd for *at), or the new fd */
@@ -54,6 +61,9 @@ struct fio_event {
     int kind;          /* sync kind */
     long rc;           /* what the call returned */
     int injected;      /* 1 if this call was the injected fault */
+    int iovcnt;        /* pwritev: the number of iovecs */
+    const void *iov[FIO_EV_IOVS]; /* pwritev: their bases (the first
+                                     FIO_EV_IOVS of them) */
 };
 
 struct faultio;
@@ -86,5 +96,7 @@ void faultio_trace(struct faultio *f, int on);
 void faultio_trace_clear(struct faultio *f);
 /* A copy of the events recorded so far; caller frees *ev. */
 size_t faultio_trace_get(struct faultio *f, struct fio_event **ev);
+/* The number of events recorded so far (without copying them). */
+size_t faultio_trace_len(struct faultio *f);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * test_support_io.c - self-tests of the test I/O wrappers: faultio (fault
  * arming, short transfers, ENOSPC, free-space override, trace) and crashio
- * (undo of unsynced data and directory changes), both on the pread backend
+ * (undo of unsynced data and directory changes; the seeded crash that
+ * keeps, tears or undoes each unsynced write), both on the pread backend
  * in a temp dir.  Single-threaded.
  */
 #include "testutil.h"
@@ -501,6 +502,263 @@ static void test_cio_dead(void **state)
     fx_free(x);
 }
 
+/* ---- crashio_crash_random ---- */
+
+#define RSEEDS 64 /* seeds tried by the random-crash tests */
+
+/* The bytes of name (at most max); returns the length read, -1 if absent. */
+static long slurp(struct fx *x, const char *name, unsigned char *buf,
+                  size_t max)
+{
+    int fd = openat(x->dfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    long n = (long)read(fd, buf, max);
+    close(fd);
+    return n;
+}
+
+/* What became of one write: 0 undone, 1 kept, 2 torn; -1 none of them.
+ * The write put nw[0..len) at off over old[] (bytes of the file before it,
+ * zeros past old_size); got[0..got_len) is the file now. */
+static int fate_of(const unsigned char *got, long got_len,
+                   const unsigned char *old, long old_size,
+                   const unsigned char *nw, size_t off, size_t len)
+{
+    size_t end = off + len;
+    int torn = 0;
+    for (size_t cut = off;;) {
+        int ok = 1;
+        for (size_t i = off; i < end && ok; i++) {
+            int o = (long)i < old_size ? old[i] : 0;
+            int want = i < cut ? nw[i - off] : o;
+            /* Past the end of the file is fine only for what was past the
+             * old end of file and did not survive. */
+            if ((long)i >= got_len)
+                ok = i >= cut && (long)i >= old_size;
+            else
+                ok = got[i] == want;
+        }
+        if (ok && cut == off)
+            return 0;
+        if (ok && cut == end)
+            return 1;
+        torn |= ok;
+        if (cut == end)
+            break;
+        size_t next = (cut / BLK + 1) * BLK;
+        cut = next < end ? next : end;
+    }
+    return torn ? 2 : -1;
+}
+
+/* Three unsynced writes over a synced file, each spanning 3 pages (none
+ * page-aligned at its start), the last two extending the file (the last
+ * past a hole): every seed leaves
+ * each write undone, kept or torn at a 4 KiB boundary, and the counts the
+ * wrapper reports agree; all three fates turn up over the seeds; the same
+ * seed gives the same disk. */
+static void test_cio_random_fates(void **state)
+{
+    (void)state;
+    enum { OLD = 6 * BLK, W = 3 * BLK, MAXF = 11 * BLK };
+    static unsigned char old[OLD], nw[3][W], got[MAXF + 1], first[MAXF + 1];
+    const size_t offs[3] = {100, 3 * BLK + 200, 7 * BLK + 300};
+    size_t seen[3] = {0, 0, 0};
+    long first_len = -1;
+    tu_pattern(old, OLD, 11);
+    for (int k = 0; k < 3; k++)
+        tu_pattern(nw[k], W, 12 + (uint64_t)k);
+    for (uint64_t seed = 0; seed <= RSEEDS; seed++) {
+        struct fx *x = fx_new(1);
+        put_file(x, "r", old, OLD, 0644);
+        int fd = open_rw(x, "r", 0);
+        /* A synced write is never undone, whatever the seed. */
+        assert_int_equal(wr(x, fd, nw[0], BLK, 0), BLK);
+        assert_int_equal(x->io->sync(x->io, fd, STORE_IO_FDATASYNC), 0);
+        unsigned char base[OLD];
+        memcpy(base, old, OLD);
+        memcpy(base, nw[0], BLK);
+        for (int k = 0; k < 3; k++)
+            assert_int_equal(wr(x, fd, nw[k], W, offs[k]), W);
+        assert_int_equal(crashio_pending(x->c), 3);
+        /* seed RSEEDS repeats seed 7 */
+        crashio_crash_random(x->c, seed == RSEEDS ? 7 : seed);
+        long n = slurp(x, "r", got, sizeof(got));
+        assert_true(n >= OLD && n <= (long)(offs[2] + W));
+        /* Newest first: later writes do not overlap earlier ones here, so
+         * each write's range is judged against the bytes before it. */
+        size_t counted[3] = {0, 0, 0};
+        for (int k = 0; k < 3; k++) {
+            int fate = fate_of(got, n, base, OLD, nw[k], offs[k], W);
+            if (fate < 0)
+                fail_msg("seed %llu: write %d is neither undone, kept nor "
+                         "torn at a 4 KiB boundary",
+                         (unsigned long long)seed, k);
+            counted[fate]++;
+            seen[fate]++;
+        }
+        /* The durable first page survived every crash. */
+        assert_memory_equal(got, nw[0], 100);
+        size_t u = 9, kp = 9, t = 9;
+        crashio_crash_counts(x->c, &u, &kp, &t);
+        assert_int_equal(u, counted[0]);
+        assert_int_equal(kp, counted[1]);
+        assert_int_equal(t, counted[2]);
+        if (seed == 7) {
+            first_len = n;
+            memcpy(first, got, (size_t)n);
+        } else if (seed == RSEEDS) {
+            assert_int_equal(n, first_len);
+            assert_memory_equal(got, first, (size_t)n);
+        }
+        x->io->close(x->io, fd);
+        fx_free(x);
+    }
+    assert_true(seen[0] > 0);
+    assert_true(seen[1] > 0);
+    assert_true(seen[2] > 0);
+}
+
+/* A write that extends the file from 2 to 5 pages: undone, the file is 2
+ * pages again; kept, 5 with the data; torn, 3 or 4 pages of which the part
+ * past the old end holds the new bytes.  A newer kept write past it keeps
+ * the file long: the undone pages in between read as zeros. */
+static void test_cio_random_extend(void **state)
+{
+    (void)state;
+    static unsigned char old[2 * BLK], nw[3 * BLK], nw2[BLK], got[8 * BLK];
+    size_t sizes[6] = {0};
+    int gap_zero = 0;
+    tu_pattern(old, sizeof(old), 20);
+    tu_pattern(nw, sizeof(nw), 21);
+    tu_pattern(nw2, sizeof(nw2), 22);
+    for (uint64_t seed = 0; seed < RSEEDS; seed++) {
+        struct fx *x = fx_new(1);
+        put_file(x, "e", old, sizeof(old), 0644);
+        int fd = open_rw(x, "e", 0);
+        int two = seed % 2; /* a second write past the first */
+        assert_int_equal(wr(x, fd, nw, sizeof(nw), 2 * BLK), 3 * BLK);
+        if (two)
+            assert_int_equal(wr(x, fd, nw2, BLK, 6 * BLK), BLK);
+        crashio_crash_random(x->c, seed);
+        long n = slurp(x, "e", got, sizeof(got));
+        assert_true(n % BLK == 0 && n >= 2 * BLK && n <= (two ? 7 : 5) * BLK);
+        assert_memory_equal(got, old, 2 * BLK);
+        if (!two) {
+            sizes[n / BLK - 2 < 6 ? n / BLK - 2 : 5]++;
+            assert_memory_equal(got + 2 * BLK, nw, (size_t)n - 2 * BLK);
+        } else if (n == 7 * BLK) { /* the second write survived whole */
+            assert_memory_equal(got + 6 * BLK, nw2, BLK);
+            /* pages 2..5: a prefix of nw, then zeros */
+            size_t p = 2 * BLK;
+            while (p < 5 * BLK && memcmp(got + p, nw + p - 2 * BLK, BLK) == 0)
+                p += BLK;
+            for (size_t i = p; i < 6 * BLK; i++)
+                assert_int_equal(got[i], 0);
+            gap_zero += p < 5 * BLK;
+        }
+        x->io->close(x->io, fd);
+        fx_free(x);
+    }
+    assert_true(sizes[0] > 0);            /* undone */
+    assert_true(sizes[3] > 0);            /* kept */
+    assert_true(sizes[1] + sizes[2] > 0); /* torn */
+    assert_true(gap_zero > 0);
+}
+
+/* Two unsynced writes to the same pages, newest first: each page ends as
+ * before both, after the first or after the second; all three happen. */
+static void test_cio_random_overlap(void **state)
+{
+    (void)state;
+    static unsigned char a[2 * BLK], b[2 * BLK], c[2 * BLK], got[2 * BLK + 1];
+    int seen[3] = {0, 0, 0};
+    tu_pattern(a, sizeof(a), 30);
+    tu_pattern(b, sizeof(b), 31);
+    tu_pattern(c, sizeof(c), 32);
+    for (uint64_t seed = 0; seed < RSEEDS; seed++) {
+        struct fx *x = fx_new(1);
+        put_file(x, "o", a, sizeof(a), 0644);
+        int fd = open_rw(x, "o", 0);
+        assert_int_equal(wr(x, fd, b, sizeof(b), 0), 2 * BLK);
+        assert_int_equal(wr(x, fd, c, sizeof(c), 0), 2 * BLK);
+        crashio_crash_random(x->c, seed);
+        assert_int_equal(slurp(x, "o", got, sizeof(got)), 2 * BLK);
+        for (size_t p = 0; p < 2 * BLK; p += BLK) {
+            int v = memcmp(got + p, a + p, BLK) == 0   ? 0
+                    : memcmp(got + p, b + p, BLK) == 0 ? 1
+                    : memcmp(got + p, c + p, BLK) == 0 ? 2
+                                                       : -1;
+            assert_true(v >= 0);
+            seen[v]++;
+        }
+        x->io->close(x->io, fd);
+        fx_free(x);
+    }
+    assert_true(seen[0] > 0 && seen[1] > 0 && seen[2] > 0);
+}
+
+/* Under crashio_crash_random, ftruncate, fallocate and directory records
+ * are still undone every time, and a failed call after it gets -EIO. */
+static void test_cio_random_strict(void **state)
+{
+    (void)state;
+    unsigned char a[3 * BLK], b[BLK];
+    tu_pattern(a, sizeof(a), 40);
+    tu_pattern(b, sizeof(b), 41);
+    for (uint64_t seed = 0; seed < 16; seed++) {
+        struct fx *x = fx_new(1);
+        put_file(x, "t", a, sizeof(a), 0644);
+        put_file(x, "f", a, 5000, 0644);
+        put_file(x, "u", a, BLK, 0600);
+        int fd = open_rw(x, "t", 0), fd2 = open_rw(x, "f", 0);
+        assert_int_equal(x->io->ftruncate(x->io, fd, 100), 0);
+        int rc = x->io->fallocate(x->io, fd2, 0, 16 * BLK);
+        assert_true(rc == 0 || rc == -EOPNOTSUPP);
+        int fd3 = open_rw(x, "new", 1);
+        assert_int_equal(wr(x, fd3, b, BLK, 0), BLK);
+        assert_int_equal(x->io->sync(x->io, fd3, STORE_IO_FSYNC), 0);
+        assert_int_equal(x->io->renameat(x->io, x->dfd, "u", "v"), 0);
+        crashio_crash_random(x->c, seed);
+        assert_true(file_is(x, "t", a, sizeof(a)));
+        assert_true(file_is(x, "f", a, 5000));
+        assert_int_equal(file_size(x, "new"), -1);
+        assert_int_equal(file_size(x, "v"), -1);
+        assert_true(file_is(x, "u", a, BLK));
+        size_t u = 9, k = 9, t = 9;
+        crashio_crash_counts(x->c, &u, &k, &t);
+        assert_int_equal(u + k + t, 0); /* the one write was synced */
+        assert_int_equal(wr(x, fd, b, BLK, 0), -EIO);
+        assert_int_equal(x->io->sync(x->io, fd, STORE_IO_FSYNC), -EIO);
+        x->io->close(x->io, fd);
+        x->io->close(x->io, fd2);
+        x->io->close(x->io, fd3);
+        fx_free(x);
+    }
+}
+
+/* crashio_crash counts every unsynced write as undone. */
+static void test_cio_counts_strict(void **state)
+{
+    (void)state;
+    struct fx *x = fx_new(1);
+    unsigned char b[BLK];
+    tu_pattern(b, sizeof(b), 50);
+    int fd = open_rw(x, "s", 1);
+    assert_int_equal(wr(x, fd, b, BLK, 0), BLK);
+    assert_int_equal(wr(x, fd, b, BLK, BLK), BLK);
+    assert_int_equal(x->io->ftruncate(x->io, fd, 10), 0);
+    crashio_crash(x->c);
+    size_t u = 9, k = 9, t = 9;
+    crashio_crash_counts(x->c, &u, &k, &t);
+    assert_int_equal(u, 2);
+    assert_int_equal(k, 0);
+    assert_int_equal(t, 0);
+    x->io->close(x->io, fd);
+    fx_free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -516,6 +774,11 @@ int main(void)
         cmocka_unit_test(test_cio_rename_synced),
         cmocka_unit_test(test_cio_unlink),
         cmocka_unit_test(test_cio_dead),
+        cmocka_unit_test(test_cio_random_fates),
+        cmocka_unit_test(test_cio_random_extend),
+        cmocka_unit_test(test_cio_random_overlap),
+        cmocka_unit_test(test_cio_random_strict),
+        cmocka_unit_test(test_cio_counts_strict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
