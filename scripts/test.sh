@@ -48,10 +48,11 @@ if [ $ci -eq 1 ]; then
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
      ctest --output-on-failure -j "$jobs" -L 'unit|crash' -LE slow)
-  echo "== TSan build (store tests)"
+  echo "== TSan build (store unit tests and the threaded crash test)"
   build build-tsan -DCMAKE_BUILD_TYPE=Debug -DBLOBD_TSAN=ON -DBLOBD_CRASH_ROUNDS=20
   (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-     ctest --output-on-failure -j "$jobs" -L unit -LE slow)
+     ctest --output-on-failure -j "$jobs" -LE slow -L unit &&
+     TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R '^test_crash_async$')
 fi
 
 echo "== all passed in $(( $(date +%s) - start )) s"
