@@ -26,8 +26,13 @@
  *      in a crash: the generation is made durable at open before any write.
  *
  * Threads: every function is safe to call from any thread.  Writes, deletes,
- * flushes and compactions are serialized among themselves; reads, stats and
- * listings run concurrently with all of them.
+ * flushes and compaction switches and commits are serialized among
+ * themselves; reads, stats and listings run concurrently with all of them.
+ * With cfg.async the store runs its own threads: the I/O thread (every
+ * submitted write, delete and flush, with group commit), reader threads
+ * (store_submit_read) and a timer thread (background compaction, expiry of
+ * jobs queued past their deadline).  Frames must be given back with
+ * store_frame_free before store_close.
  *
  * Caveats:
  *  - store_close() does not flush; changes not flushed are lost.
