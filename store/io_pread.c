@@ -10,6 +10,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "store_int.h"
 #include "store_io.h"
 
 static int io_pread_openat(struct store_io *io, int dirfd, const char *name,
@@ -116,11 +117,8 @@ static void io_pread_destroy(struct store_io *io)
     free(io);
 }
 
-struct store_io *store_io_pread_new(void)
+void store_io_pread_fill(struct store_io *io)
 {
-    struct store_io *io = calloc(1, sizeof(*io));
-    if (!io)
-        return NULL;
     io->name = "pread";
     io->openat = io_pread_openat;
     io->close = io_pread_close;
@@ -133,5 +131,12 @@ struct store_io *store_io_pread_new(void)
     io->unlinkat = io_pread_unlinkat;
     io->fstatvfs = io_pread_fstatvfs;
     io->destroy = io_pread_destroy;
+}
+
+struct store_io *store_io_pread_new(void)
+{
+    struct store_io *io = calloc(1, sizeof(*io));
+    if (io)
+        store_io_pread_fill(io);
     return io;
 }

@@ -20,7 +20,7 @@
  *     frames are few (at most 32), so those reads share the read ring,
  *     which never waits behind a write or a sync (7).
  *   - openat, close, fallocate, ftruncate, renameat, unlinkat, fstatvfs:
- *     plain syscalls, as in io_pread.c (rare, metadata-bound, and several
+ *     io_pread.c's own functions (rare, metadata-bound, and several
  *     have no io_uring opcode in the kernels we target).
  * Every call is synchronous with the same results as io_pread.c: bytes or
  * -errno; a short transfer is returned as the kernel reported it.
@@ -79,6 +79,7 @@
 #include <liburing.h>
 
 #include "store.h"
+#include "store_int.h"
 #include "store_io.h"
 
 #define URING_DEFAULT_ENTRIES 256u
@@ -385,26 +386,6 @@ static ssize_t ring_run(struct uring_io *io, struct uring_ring *u, int fd,
 
 /* ---- store_io functions ---- */
 
-static int uring_openat(struct store_io *io, int dirfd, const char *name,
-                        int flags, mode_t mode)
-{
-    (void)io;
-    int fd;
-    do
-        fd = openat(dirfd, name, flags, mode);
-    while (fd < 0 && errno == EINTR);
-    return fd < 0 ? -errno : fd;
-}
-
-static int uring_close(struct store_io *io, int fd)
-{
-    (void)io;
-    /* Linux closes the descriptor even when close reports EINTR. */
-    if (close(fd) < 0 && errno != EINTR)
-        return -errno;
-    return 0;
-}
-
 static ssize_t plain_pread(int fd, void *buf, size_t len, uint64_t off)
 {
     ssize_t n;
@@ -502,50 +483,6 @@ static int uring_sync(struct store_io *io, int fd, enum store_io_sync kind)
     ssize_t rc = u->w.dead ? u->w.dead : ring_run(u, &u->w, fd, &p, 1);
     pthread_mutex_unlock(&u->w.lock);
     return rc < 0 ? (int)rc : 0;
-}
-
-static int uring_fallocate(struct store_io *io, int fd, uint64_t off,
-                           uint64_t len)
-{
-    (void)io;
-    int rc;
-    do
-        rc = fallocate(fd, 0, (off_t)off, (off_t)len);
-    while (rc < 0 && errno == EINTR);
-    return rc < 0 ? -errno : 0;
-}
-
-static int uring_ftruncate(struct store_io *io, int fd, uint64_t len)
-{
-    (void)io;
-    int rc;
-    do
-        rc = ftruncate(fd, (off_t)len);
-    while (rc < 0 && errno == EINTR);
-    return rc < 0 ? -errno : 0;
-}
-
-static int uring_renameat(struct store_io *io, int dirfd, const char *from,
-                          const char *to)
-{
-    (void)io;
-    return renameat(dirfd, from, dirfd, to) < 0 ? -errno : 0;
-}
-
-static int uring_unlinkat(struct store_io *io, int dirfd, const char *name)
-{
-    (void)io;
-    return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
-}
-
-static int uring_fstatvfs(struct store_io *io, int fd, uint64_t *avail)
-{
-    (void)io;
-    struct statvfs sv;
-    if (fstatvfs(fd, &sv) < 0)
-        return -errno;
-    *avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
-    return 0;
 }
 
 static void ring_exit(struct uring_io *u, struct uring_ring *r)
@@ -723,18 +660,12 @@ struct store_io *store_io_uring_new(const struct store_io_uring_opts *o,
         register_frames(u, nf, o->fail_register);
 
     struct store_io *io = &u->io;
+    store_io_pread_fill(io); /* plain syscalls, then the ring's own */
     io->name = "io_uring";
     io->ctx = u;
-    io->openat = uring_openat;
-    io->close = uring_close;
     io->pread = uring_pread;
     io->pwritev = uring_pwritev;
     io->sync = uring_sync;
-    io->fallocate = uring_fallocate;
-    io->ftruncate = uring_ftruncate;
-    io->renameat = uring_renameat;
-    io->unlinkat = uring_unlinkat;
-    io->fstatvfs = uring_fstatvfs;
     io->destroy = uring_destroy;
     if (u->registered) {
         io->frame_alloc = uring_frame_alloc;

@@ -398,6 +398,10 @@ void iothread_stop(struct store *st);
 void iothread_kick_compaction(struct store *st);
 void iothread_stats(struct store *st, uint64_t *queue_depth);
 
+/* Fill io with the pread backend's stateless syscall functions (the
+ * io_uring backend starts from them and replaces what goes to the ring). */
+void store_io_pread_fill(struct store_io *io);
+
 /* ---- O_DIRECT probe (probe.c) ---- */
 
 /* 1 if fd accepts 4 KiB aligned O_DIRECT I/O per statx(STATX_DIOALIGN)
