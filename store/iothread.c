@@ -76,6 +76,10 @@ struct store_async {
     int stopping;
     size_t running; /* jobs taken by the I/O thread, not yet completed */
     pthread_t io;
+    /* The I/O thread's working arrays, one entry per queue slot. */
+    struct job *batch;
+    struct store_write *writes;
+    struct pending *wait;
 
     pthread_mutex_t rmu; /* reads */
     pthread_cond_t rcv;
@@ -245,10 +249,6 @@ static void run_round(struct store_async *as, struct job *b, size_t n,
 static void *io_main(void *arg)
 {
     struct store_async *as = arg;
-    size_t cap = as->jobs.cap;
-    struct job *b = malloc(cap * sizeof(*b));
-    struct store_write *w = malloc(cap * sizeof(*w));
-    struct pending *wait = malloc(cap * sizeof(*wait));
     pthread_mutex_lock(&as->mu);
     for (;;) {
         while (as->jobs.len == 0 && !as->stopping) {
@@ -256,47 +256,29 @@ static void *io_main(void *arg)
                 pthread_cond_wait(&as->cv, &as->mu);
                 continue;
             }
-            uint64_t due = as->last_flush + as->interval_ns;
-            if (mono_ns() >= due)
+            uint64_t now = mono_ns(), due = as->last_flush + as->interval_ns;
+            if (now >= due)
                 break; /* the flush timer */
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
-            uint64_t left = due - mono_ns();
-            ts.tv_sec += (time_t)(left / 1000000000ull);
-            ts.tv_nsec += (long)(left % 1000000000ull);
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            uint64_t at = (uint64_t)ts.tv_sec * 1000000000ull +
+                          (uint64_t)ts.tv_nsec + (due - now);
+            ts.tv_sec = (time_t)(at / 1000000000ull);
+            ts.tv_nsec = (long)(at % 1000000000ull);
             pthread_cond_timedwait(&as->cv, &as->mu, &ts);
         }
         if (as->jobs.len == 0 && as->stopping)
             break;
         size_t n = 0;
-        if (b && w && wait)
-            while (as->jobs.len > 0)
-                ring_pop(&as->jobs, &b[n++]);
+        while (as->jobs.len > 0)
+            ring_pop(&as->jobs, &as->batch[n++]);
         as->running = n;
         pthread_mutex_unlock(&as->mu);
-        if (!b || !w || !wait) { /* out of memory at start: fail all */
-            pthread_mutex_lock(&as->mu);
-            struct job j;
-            while (as->jobs.len > 0) {
-                ring_pop(&as->jobs, &j);
-                pthread_mutex_unlock(&as->mu);
-                complete(&j, STORE_OUT_STORE_FAILED, -ENOMEM, 0, 0, NULL);
-                pthread_mutex_lock(&as->mu);
-            }
-            continue;
-        }
-        run_round(as, b, n, w, wait);
+        run_round(as, as->batch, n, as->writes, as->wait);
         pthread_mutex_lock(&as->mu);
         as->running = 0;
     }
     pthread_mutex_unlock(&as->mu);
-    free(b);
-    free(w);
-    free(wait);
     return NULL;
 }
 
@@ -541,6 +523,9 @@ static void async_free(struct store_async *as)
 {
     free(as->jobs.v);
     free(as->reads.v);
+    free(as->batch);
+    free(as->writes);
+    free(as->wait);
     free(as->readers);
     pthread_mutex_destroy(&as->mu);
     pthread_cond_destroy(&as->cv);
@@ -577,7 +562,11 @@ int iothread_start(struct store *st, const struct store_config *cfg)
     pthread_mutex_init(&as->tmu, NULL);
     pthread_cond_init(&as->tcv, NULL);
     as->readers = calloc(as->nreaders, sizeof(*as->readers));
-    if (!as->readers || ring_init(&as->jobs, sizeof(struct job), qmax) < 0 ||
+    as->batch = calloc(qmax, sizeof(*as->batch));
+    as->writes = calloc(qmax, sizeof(*as->writes));
+    as->wait = calloc(qmax, sizeof(*as->wait));
+    if (!as->readers || !as->batch || !as->writes || !as->wait ||
+        ring_init(&as->jobs, sizeof(struct job), qmax) < 0 ||
         ring_init(&as->reads, sizeof(struct rjob), qmax) < 0) {
         async_free(as);
         return -ENOMEM;
