@@ -20,6 +20,11 @@
  *      data sync -> log append -> log sync (store_flush, T1).
  *  A4. On stop, submits are refused, the I/O thread finishes every queued
  *      job, the readers finish every queued read, then all threads exit.
+ *  A5. The async state outlives the threads until store_close, so a
+ *      submit racing with or following store_stop is refused with
+ *      STORE_E_STOPPED, never a use after free.
+ *  A6. A read-only store starts the reader threads only; writes, deletes
+ *      and flushes are refused with STORE_E_READONLY at submission.
  * Threads: submit functions from any thread; callbacks as in A1; a
  * callback never runs with a queue lock held.
  */
@@ -91,6 +96,7 @@ struct store_async {
     pthread_mutex_t tmu; /* timer thread */
     pthread_cond_t tcv;
     int tstopping, kicked;
+    int joined; /* iothread_stop has joined every thread */
     pthread_t timer;
 
     int io_started, timer_started;
@@ -287,6 +293,8 @@ static int submit(struct store *st, const struct job *j)
     struct store_async *as = st->as;
     if (!as)
         return STORE_E_INVALID;
+    if (st->read_only)
+        return STORE_E_READONLY; /* A6 */
     pthread_mutex_lock(&as->mu);
     int rc = as->stopping                  ? STORE_E_STOPPED
              : ring_push(&as->jobs, j) < 0 ? STORE_E_OVERLOADED
@@ -572,8 +580,9 @@ int iothread_start(struct store *st, const struct store_config *cfg)
         return -ENOMEM;
     }
     st->as = as;
-    int rc = pthread_create(&as->io, NULL, io_main, as);
-    if (rc == 0)
+    /* A6: a read-only store runs readers only; submit refuses the rest. */
+    int rc = st->read_only ? 0 : pthread_create(&as->io, NULL, io_main, as);
+    if (rc == 0 && !st->read_only)
         as->io_started = 1;
     unsigned started = 0;
     while (rc == 0 && started < as->nreaders) {
@@ -581,13 +590,14 @@ int iothread_start(struct store *st, const struct store_config *cfg)
         if (rc == 0)
             started++;
     }
-    if (rc == 0)
+    if (rc == 0 && !st->read_only) {
         rc = pthread_create(&as->timer, NULL, timer_main, as);
-    if (rc == 0)
-        as->timer_started = 1;
+        if (rc == 0)
+            as->timer_started = 1;
+    }
     as->nreaders = started;
     if (rc != 0) {
-        iothread_stop(st);
+        iothread_free(st);
         return -rc;
     }
     return 0;
@@ -596,7 +606,7 @@ int iothread_start(struct store *st, const struct store_config *cfg)
 void iothread_stop(struct store *st)
 {
     struct store_async *as = st->as;
-    if (!as)
+    if (!as || as->joined)
         return;
     pthread_mutex_lock(&as->mu);
     as->stopping = 1; /* A4: no more submits */
@@ -616,6 +626,13 @@ void iothread_stop(struct store *st)
     pthread_mutex_unlock(&as->rmu);
     for (unsigned i = 0; i < as->nreaders; i++)
         pthread_join(as->readers[i], NULL);
+    as->joined = 1; /* A5: kept until store_close, submits see stopping */
+}
+
+void iothread_free(struct store *st)
+{
+    iothread_stop(st);
+    if (st->as)
+        async_free(st->as);
     st->as = NULL;
-    async_free(as);
 }

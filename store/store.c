@@ -654,7 +654,7 @@ struct store *store_open(const struct store_config *cfg, int *rcp, char *errbuf,
     } else {
         rc = load(st, cfg, errbuf, errlen);
     }
-    if (rc == 0 && cfg->async && !st->read_only) {
+    if (rc == 0 && cfg->async) {
         rc = iothread_start(st, cfg);
         if (rc < 0)
             fail_open(errbuf, errlen, rc, "cannot start the I/O thread: %s",
@@ -686,8 +686,7 @@ void store_close(struct store *st)
     pthread_mutex_lock(&st->lock);
     st->stopping = 1; /* a running compaction gives up */
     pthread_mutex_unlock(&st->lock);
-    if (st->as)
-        iothread_stop(st);
+    iothread_free(st);
     if (st->io) {
         if (st->logfd >= 0)
             st->io->close(st->io, st->logfd);
@@ -1511,6 +1510,11 @@ int store_compact(struct store *st)
     if (st->read_only)
         return STORE_E_READONLY;
     return store_compact_run(st, NULL);
+}
+
+void store_stop(struct store *st)
+{
+    iothread_stop(st);
 }
 
 int store_request_compaction(struct store *st)

@@ -401,6 +401,14 @@ int store_release(struct store *st);
 /* Ask the background thread to compact now (async stores); returns at once. */
 int store_request_compaction(struct store *st);
 
+/*
+ * Async stores, at shutdown: refuse new submits with STORE_E_STOPPED,
+ * finish every queued job and read (their callbacks run), and stop the
+ * store's threads.  The synchronous API keeps working (a final store_flush)
+ * until store_close.  Idempotent; a no-op on a synchronous store.
+ */
+void store_stop(struct store *st);
+
 /* CRC32C (Castagnoli) as the format uses it: ~crc32_iscsi(buf, len, ~0). */
 uint32_t store_crc32c(const void *buf, size_t len);
 

@@ -394,6 +394,7 @@ int store_compact_run(struct store *st, int (*barrier)(struct store *st));
 int iothread_start(struct store *st, const struct store_config *cfg);
 /* Stop accepting, finish or fail every queued job, join the threads. */
 void iothread_stop(struct store *st);
+void iothread_free(struct store *st);
 /* Wake the compaction thread (async stores). */
 void iothread_kick_compaction(struct store *st);
 void iothread_stats(struct store *st, uint64_t *queue_depth);

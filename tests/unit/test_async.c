@@ -1999,6 +1999,73 @@ static void test_close_during_compaction(void **state)
     tu_rmtree(dir);
 }
 
+/* ---- read-only and stopped stores (A5, A6) ---- */
+
+static void test_readonly_and_stop(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("async-ro");
+    uint8_t g[16], h[16];
+    tu_guid_num(g, 1);
+    tu_guid_num(h, 2);
+    struct store *st = open_async(dir);
+    put_async(st, g, 5000, 3, 0);
+    do_flush(st);
+    store_close(st);
+
+    struct store_config cfg;
+    cfg_async(&cfg, dir);
+    cfg.read_only = 1;
+    st = open_cfg(&cfg);
+    void *f = store_frame_alloc(st);
+    assert_non_null(f);
+    struct waiter w;
+    waiter_init(&w);
+    /* Reads run; writes, deletes and flushes are refused at once. */
+    assert_int_equal(store_submit_read(st, g, 0, STORE_READ_ALL, f, on_read, &w),
+                     0);
+    struct store_read_result r = wait_read(&w, WAIT_MS, "read-only read");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.len, 5000);
+    assert_true(tu_pattern_ok(f, 5000, 3));
+    assert_int_equal(store_submit_write(st, h, f, 10, NULL, 0, on_done, &w),
+                     STORE_E_READONLY);
+    assert_int_equal(store_submit_delete(st, g, NULL, 0, on_done, &w),
+                     STORE_E_READONLY);
+    assert_int_equal(store_submit_flush(st, on_done, &w), STORE_E_READONLY);
+    assert_int_equal(waiter_calls(&w), 1);
+    store_frame_free(st, f);
+    store_close(st);
+
+    /* After store_stop every submit is refused with STORE_E_STOPPED and
+     * the synchronous API still works, for a final flush. */
+    st = open_async(dir);
+    f = store_frame_alloc(st);
+    store_stop(st);
+    store_stop(st); /* idempotent */
+    assert_int_equal(store_submit_write(st, h, f, 10, NULL, 0, on_done, &w),
+                     STORE_E_STOPPED);
+    assert_int_equal(store_submit_read(st, g, 0, STORE_READ_ALL, f, on_read, &w),
+                     STORE_E_STOPPED);
+    assert_int_equal(store_submit_flush(st, on_done, &w), STORE_E_STOPPED);
+    tu_pattern(f, 100, 9);
+    enum store_outcome out;
+    uint64_t ver;
+    assert_int_equal(store_write(st, h, f, 100, NULL, &out, &ver), 0);
+    struct store_flush_result fr;
+    assert_int_equal(store_flush(st, &fr), 0);
+    assert_true(fr.records >= 1);
+    assert_int_equal(waiter_calls(&w), 1);
+    waiter_destroy(&w);
+    store_frame_free(st, f);
+    store_close(st);
+    st = open_async(dir);
+    tu_check(st, h, 100, 9);
+    tu_check(st, g, 5000, 3);
+    store_close(st);
+    tu_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2016,6 +2083,7 @@ int main(void)
         cmocka_unit_test(test_compaction_many_entries),
         cmocka_unit_test(test_hold),
         cmocka_unit_test(test_close_during_compaction),
+        cmocka_unit_test(test_readonly_and_stop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

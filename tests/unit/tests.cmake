@@ -19,3 +19,7 @@ blobd_test(test_backend SOURCES unit/test_backend.c LABELS unit TIMEOUT 60 ONE_B
 blobd_test(test_concurrency SOURCES unit/test_concurrency.c LABELS unit TIMEOUT 120)
 blobd_test(test_lock SOURCES unit/test_lock.c LABELS unit TIMEOUT 120)
 blobd_test(test_async SOURCES unit/test_async.c LABELS unit TIMEOUT 180)
+
+# --- api: the socket-free HTTP logic ---
+blobd_test(test_api SOURCES unit/test_api.c LABELS unit TIMEOUT 60 ONE_BACKEND)
+target_link_libraries(test_api PRIVATE blobd_api)

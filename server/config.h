@@ -1,0 +1,46 @@
+/*
+ * config.h - the server's configuration: one table (config.c) drives the
+ * command line, the environment (BLOBD_<NAME>), validation and --help.
+ */
+#ifndef BLOBD_SERVER_CONFIG_H
+#define BLOBD_SERVER_CONFIG_H
+
+#include <stdio.h>
+
+#define CONFIG_STR_MAX 1024
+
+struct server_config {
+    char listen[CONFIG_STR_MAX]; /* host:port */
+    char data_dir[CONFIG_STR_MAX];
+    unsigned http_threads; /* 0 = one per CPU */
+    unsigned max_connections;
+    unsigned connection_timeout; /* seconds */
+    unsigned flush_interval_ms;
+    int sync_writes;
+    unsigned backend; /* enum store_backend */
+    unsigned direct;  /* enum store_direct */
+    int read_only;
+    unsigned shutdown_timeout; /* seconds */
+    unsigned queue_max;
+    unsigned job_timeout_ms;
+    unsigned log_level; /* enum log_level */
+};
+
+enum config_result {
+    CONFIG_OK = 0,
+    CONFIG_HELP,    /* --help was printed */
+    CONFIG_VERSION, /* --version was printed */
+    CONFIG_ERROR    /* the message is in err */
+};
+
+/* Defaults, then the environment, then argv (later wins).  On
+ * CONFIG_ERROR, err holds a message naming the flag or variable. */
+enum config_result server_config_load(struct server_config *cfg, int argc,
+                                      char **argv, char *err, size_t errlen);
+/* The --help text, from the table. */
+void server_config_usage(FILE *out);
+/* Parse "host:port" or "[v6]:port"; 0 or -1. */
+int server_config_split_listen(const char *s, char *host, size_t hostlen,
+                               unsigned *port);
+
+#endif

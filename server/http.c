@@ -1,0 +1,947 @@
+/*
+ * http.c - libmicrohttpd wiring: one request state machine per request,
+ * bodies streamed into store frames, writes and reads handed to the
+ * store's threads with the connection suspended until they complete.
+ *
+ * A request moves RQ_NEW -> [RQ_BODY] -> RQ_WAIT -> RQ_DONE, or answers at
+ * once.  The access handler runs on libmicrohttpd's threads; completions
+ * run on the store's I/O or reader threads.
+ *
+ * Invariants:
+ *  H1. A completion only records its result in the request and resumes
+ *      the connection; the response is built on the handler's thread when
+ *      libmicrohttpd calls it again.  The connection is suspended before
+ *      the job is submitted, so a completion can never resume a connection
+ *      that is not suspended yet.
+ *  H2. The end of a body is the call with no data after at least one call
+ *      in RQ_BODY, and the byte count must equal Content-Length; a call
+ *      after a resume in any other state never counts as a body's end.
+ *  H3. A frame belongs to exactly one owner: the request (body, read
+ *      target), the store (while a job runs) or a response buffer (until
+ *      libmicrohttpd frees the response).  Every frame goes back to the
+ *      store before the store is closed: libmicrohttpd is stopped first.
+ *  H4. Nothing is stored unless the whole body arrived within the limit:
+ *      the write is submitted only at H2's end.
+ *  H5. The O_DIRECT data file is never handed to libmicrohttpd; responses
+ *      point into refcounted frames.
+ *  H6. A request without a body is answered (or suspended) from the second
+ *      call on: libmicrohttpd 0.9.75 closes a connection whose response
+ *      was queued in the first call, which would end keep-alive.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "log.h"
+#include "server.h"
+
+enum req_state { RQ_NEW = 0, RQ_HEADERS, RQ_BODY, RQ_WAIT, RQ_DONE };
+enum req_job { JOB_NONE = 0, JOB_WRITE, JOB_DELETE, JOB_FLUSH, JOB_READ };
+
+/* What a GET needs: an answer now (status != 0) or a read. */
+struct get_plan {
+    int status; /* 0: read; else answer with it */
+    enum api_error err;
+    int have; /* info is valid */
+    struct store_blob_info info;
+    struct api_ranges ranges;
+    uint64_t off;
+    uint32_t len; /* STORE_READ_ALL for a whole read */
+};
+
+struct req {
+    struct server *srv;
+    struct MHD_Connection *conn;
+    enum api_method m;
+    struct api_route route;
+    enum req_state state;
+    enum req_job job;
+    int retries;
+    /* body (PUT, POST) */
+    uint8_t *frame;
+    uint64_t expect;
+    int chunked;
+    uint32_t got;
+    int over;
+    /* writes */
+    uint8_t guid[API_GUID_SIZE];
+    struct store_precond pre;
+    int pre_derived; /* pre pinned from a lookup (api_cond_write) */
+    int durable;
+    /* reads */
+    struct api_etags if_match, if_none_match;
+    struct get_plan plan;
+    /* results, written by a completion before the resume (H1) */
+    struct store_completion comp;
+    struct store_read_result rd;
+    int submit_rc;
+};
+
+/* A response buffer: a frame and optional extra memory, freed when the
+ * last response using them is destroyed (H3, H5). */
+struct rbuf {
+    atomic_int refs;
+    struct store *st;
+    void *frame;
+    void *extra;
+};
+
+static void rbuf_release(void *cls)
+{
+    struct rbuf *b = cls;
+    if (atomic_fetch_sub(&b->refs, 1) != 1)
+        return;
+    store_frame_free(b->st, b->frame);
+    free(b->extra);
+    free(b);
+}
+
+static enum server_state srv_state(const struct server *s)
+{
+    return (enum server_state)atomic_load(&((struct server *)s)->state);
+}
+
+/* ---- responses ---- */
+
+static void add_common(struct req *r, struct MHD_Response *resp)
+{
+    if (srv_state(r->srv) == SRV_DRAINING)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
+static enum MHD_Result queue(struct req *r, int status,
+                             struct MHD_Response *resp)
+{
+    if (!resp)
+        return MHD_NO;
+    add_common(r, resp);
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    r->state = RQ_DONE;
+    r->job = JOB_NONE; /* answered */
+    return ret;
+}
+
+static enum MHD_Result send_json(struct req *r, int status, char *json)
+{
+    if (!json)
+        return MHD_NO;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        strlen(json), json, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(json);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/json");
+    return queue(r, status, resp);
+}
+
+/* An error response: JSON body, and the headers its status needs. */
+static enum MHD_Result send_error(struct req *r, enum api_error e,
+                                  const char *message)
+{
+    int status = api_error_status(e);
+    char *json = api_error_json(e, message);
+    if (!json)
+        return MHD_NO;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        strlen(json), json, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(json);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/json");
+    if (status == 503) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%d", API_RETRY_AFTER_S);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
+    if (e == API_ERR_METHOD_NOT_ALLOWED && r->route.allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->route.allow);
+    if (e == API_ERR_RANGE_NOT_SATISFIABLE && r->plan.have) {
+        char cr[64];
+        api_content_range(cr, sizeof(cr), NULL, r->plan.info.len);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+    }
+    /* An error before the body was read: the connection cannot be reused
+     * (the unread body would be taken for the next request). */
+    if (r->state == RQ_NEW && (r->m == API_M_PUT || r->m == API_M_POST))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    return queue(r, status, resp);
+}
+
+static struct MHD_Response *empty_response(void)
+{
+    return MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+}
+
+static void add_etag(struct MHD_Response *resp, uint64_t version)
+{
+    char etag[API_ETAG_MAX];
+    api_etag(version, etag);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+}
+
+static const char *header(struct req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+static const char *query(struct req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* ---- completions (store threads; H1) ---- */
+
+static void on_done(void *arg, const struct store_completion *c)
+{
+    struct req *r = arg;
+    r->comp = *c;
+    r->state = RQ_DONE;
+    MHD_resume_connection(r->conn);
+}
+
+static void on_read(void *arg, const struct store_read_result *rd)
+{
+    struct req *r = arg;
+    r->rd = *rd;
+    r->state = RQ_DONE;
+    MHD_resume_connection(r->conn);
+}
+
+/* Suspend, then submit (H1).  On a refused submit the request is resumed
+ * at once with submit_rc set. */
+static enum MHD_Result submit(struct req *r)
+{
+    struct store *st = r->srv->st;
+    int rc;
+    r->state = RQ_WAIT;
+    r->submit_rc = 0;
+    memset(&r->comp, 0, sizeof(r->comp));
+    memset(&r->rd, 0, sizeof(r->rd));
+    MHD_suspend_connection(r->conn);
+    switch (r->job) {
+    case JOB_WRITE:
+        rc = store_submit_write(st, r->guid, r->frame, r->got, &r->pre,
+                                r->durable, on_done, r);
+        break;
+    case JOB_DELETE:
+        rc = store_submit_delete(st, r->route.guid, &r->pre, r->durable,
+                                 on_done, r);
+        break;
+    case JOB_FLUSH:
+        rc = store_submit_flush(st, on_done, r);
+        break;
+    case JOB_READ:
+        rc = store_submit_read(st, r->route.guid, r->plan.off, r->plan.len,
+                               r->frame, on_read, r);
+        break;
+    default:
+        rc = STORE_E_INVALID;
+        break;
+    }
+    if (rc < 0) {
+        r->submit_rc = rc;
+        r->state = RQ_DONE;
+        MHD_resume_connection(r->conn);
+    }
+    return MHD_YES;
+}
+
+/* ---- conditions ---- */
+
+/* Parse If-Match / If-None-Match into r; 0 or an error was queued. */
+static int parse_conditions(struct req *r, enum MHD_Result *ret)
+{
+    if (api_etags_parse(header(r, MHD_HTTP_HEADER_IF_MATCH), &r->if_match) <
+            0 ||
+        api_etags_parse(header(r, MHD_HTTP_HEADER_IF_NONE_MATCH),
+                        &r->if_none_match) < 0) {
+        *ret = send_error(r, API_ERR_BAD_PRECONDITION, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* Decide a write's store precondition (a lookup if the headers need one).
+ * 0, or -1 with a 412 queued. */
+static int write_precondition(struct req *r, const uint8_t *guid,
+                              enum MHD_Result *ret)
+{
+    int c = api_cond_write(&r->if_match, &r->if_none_match, NULL, &r->pre);
+    r->pre_derived = 0;
+    if (c == 1) {
+        struct store_blob_info info;
+        struct api_cur cur = {0, 0};
+        if (store_stat(r->srv->st, guid, &info) == 0) {
+            cur.exists = 1;
+            cur.version = info.version;
+        }
+        c = api_cond_write(&r->if_match, &r->if_none_match, &cur, &r->pre);
+        r->pre_derived = 1;
+    }
+    if (c != 0) {
+        *ret = send_error(r, API_ERR_PRECONDITION_FAILED, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* ?fsync: 0 or -1 with a 400 queued. */
+static int parse_fsync(struct req *r, enum MHD_Result *ret)
+{
+    int v;
+    if (api_parse_bool(query(r, "fsync"), &v) < 0) {
+        *ret = send_error(r, API_ERR_BAD_QUERY, "fsync is true or false");
+        return -1;
+    }
+    r->durable = v || r->srv->cfg.sync_writes;
+    return 0;
+}
+
+/* ---- writes: PUT, POST, DELETE ---- */
+
+static enum MHD_Result write_begin(struct req *r)
+{
+    enum MHD_Result ret;
+    uint64_t len = 0;
+    switch (api_body_kind(header(r, MHD_HTTP_HEADER_CONTENT_LENGTH),
+                          header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING), &len)) {
+    case API_BODY_LENGTH:
+        r->expect = len;
+        break;
+    case API_BODY_CHUNKED:
+        r->chunked = 1;
+        break;
+    case API_BODY_TOO_LARGE:
+        return send_error(r, API_ERR_TOO_LARGE, NULL);
+    case API_BODY_LENGTH_REQUIRED:
+        return send_error(r, API_ERR_LENGTH_REQUIRED, NULL);
+    case API_BODY_BAD_LENGTH:
+    default:
+        return send_error(r, API_ERR_BAD_LENGTH, NULL);
+    }
+    if (parse_fsync(r, &ret) < 0 || parse_conditions(r, &ret) < 0)
+        return ret;
+    if (r->route.kind == API_R_BLOB) {
+        memcpy(r->guid, r->route.guid, API_GUID_SIZE);
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t ms =
+            (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        if (api_guid_new(ms, r->guid) < 0)
+            return send_error(r, API_ERR_INTERNAL, "getrandom failed");
+    }
+    if (write_precondition(r, r->guid, &ret) < 0)
+        return ret;
+    r->frame = store_frame_alloc(r->srv->st);
+    if (!r->frame)
+        return send_error(r, API_ERR_OVERLOADED, "out of memory for frames");
+    r->state = RQ_BODY;
+    r->job = JOB_WRITE;
+    return MHD_YES;
+}
+
+/* A piece of the body: copy it into the frame, or count it past the
+ * limit (H4). */
+static enum MHD_Result write_body(struct req *r, const char *data, size_t *size)
+{
+    size_t n = *size;
+    *size = 0;
+    if (r->over || (uint64_t)r->got + n > API_MAX_BODY ||
+        (!r->chunked && (uint64_t)r->got + n > r->expect)) {
+        /* Only a chunked body can get here: cut it off now. */
+        r->over = 1;
+        server_log(LOG_DEBUG, "chunked body past %u bytes: cut off",
+                   API_MAX_BODY);
+        char *json = api_error_json(API_ERR_TOO_LARGE, NULL);
+        struct MHD_Response *resp =
+            json ? MHD_create_response_from_buffer(strlen(json), json,
+                                                   MHD_RESPMEM_MUST_FREE)
+                 : NULL;
+        if (!resp) {
+            free(json);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                "application/json");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        enum MHD_Result ret = MHD_queue_response(r->conn, 413, resp);
+        MHD_destroy_response(resp);
+        /* libmicrohttpd refuses a response in the middle of a body: then
+         * closing the connection is the answer. */
+        return ret == MHD_YES ? MHD_YES : MHD_NO;
+    }
+    memcpy(r->frame + r->got, data, n);
+    r->got += (uint32_t)n;
+    return MHD_YES;
+}
+
+static enum MHD_Result write_answer(struct req *r)
+{
+    if (r->submit_rc < 0)
+        return send_error(r, api_store_error(r->submit_rc), NULL);
+    enum api_error err = API_ERR_INTERNAL;
+    int status = api_outcome_status(r->comp.outcome, r->comp.rc, &err);
+    if (status == 412 && r->m == API_M_POST && r->retries < 3 &&
+        r->pre.kind == STORE_PRE_ABSENT && !r->if_none_match.present &&
+        !r->if_match.present) {
+        /* A server-chosen GUID that exists already: choose again. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r->retries++;
+        if (api_guid_new((uint64_t)ts.tv_sec * 1000 +
+                             (uint64_t)ts.tv_nsec / 1000000,
+                         r->guid) == 0)
+            return submit(r);
+    }
+    if (status >= 400) {
+        if (status == 503 && r->comp.outcome == STORE_OUT_STORE_FAILED)
+            server_log(LOG_DEBUG, "write refused: %s",
+                       store_strerror(r->comp.rc));
+        return send_error(r, err, NULL);
+    }
+    struct MHD_Response *resp;
+    if (status == 201) {
+        char *json =
+            api_json_created(r->guid, r->got, r->comp.version, r->comp.durable);
+        if (!json)
+            return MHD_NO;
+        resp = MHD_create_response_from_buffer(strlen(json), json,
+                                               MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+            free(json);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                "application/json");
+        char loc[16 + API_GUID_STRLEN];
+        char g[API_GUID_STRLEN + 1];
+        api_guid_format(r->guid, g);
+        snprintf(loc, sizeof(loc), "/blobs/%s", g);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, loc);
+    } else {
+        resp = empty_response();
+        if (!resp)
+            return MHD_NO;
+    }
+    if (r->job == JOB_WRITE)
+        add_etag(resp, r->comp.version);
+    MHD_add_response_header(resp, "Blob-Durable",
+                            r->comp.durable ? "true" : "false");
+    return queue(r, status, resp);
+}
+
+static enum MHD_Result delete_begin(struct req *r)
+{
+    enum MHD_Result ret;
+    if (parse_fsync(r, &ret) < 0 || parse_conditions(r, &ret) < 0 ||
+        write_precondition(r, r->route.guid, &ret) < 0)
+        return ret;
+    r->job = JOB_DELETE;
+    return submit(r);
+}
+
+/* ---- reads: GET, HEAD ---- */
+
+/* Decide what a GET or HEAD answers against info (NULL: absent). */
+static void plan_get(struct req *r, const struct store_blob_info *info,
+                     struct get_plan *p)
+{
+    struct api_cur cur = {info != NULL, info ? info->version : 0};
+    memset(p, 0, sizeof(*p));
+    if (info) {
+        p->have = 1;
+        p->info = *info;
+    }
+    enum api_cond c = api_cond_read(&r->if_match, &r->if_none_match, &cur);
+    if (c == API_COND_FAILED) {
+        p->status = 412;
+        p->err = API_ERR_PRECONDITION_FAILED;
+        return;
+    }
+    if (c == API_COND_NOT_MODIFIED) {
+        p->status = 304;
+        return;
+    }
+    if (!info) {
+        p->status = 404;
+        p->err = API_ERR_NOT_FOUND;
+        return;
+    }
+    if (r->m == API_M_HEAD) { /* Range applies to GET only */
+        p->status = 200;
+        return;
+    }
+    const char *range = header(r, MHD_HTTP_HEADER_RANGE);
+    if (range &&
+        !api_if_range(header(r, MHD_HTTP_HEADER_IF_RANGE), info->version))
+        range = NULL;
+    api_range_parse(range, info->len, &p->ranges);
+    switch (p->ranges.kind) {
+    case API_RANGE_UNSATISFIABLE:
+        p->status = 416;
+        p->err = API_ERR_RANGE_NOT_SATISFIABLE;
+        return;
+    case API_RANGE_SINGLE:
+        p->off = p->ranges.r[0].first;
+        p->len = (uint32_t)(p->ranges.r[0].last - p->ranges.r[0].first + 1);
+        return;
+    default:
+        p->off = 0;
+        p->len = STORE_READ_ALL;
+        if (info->len == 0)
+            p->status = 200; /* nothing to read */
+        return;
+    }
+}
+
+static void add_blob_headers(struct MHD_Response *resp,
+                             const struct store_blob_info *info)
+{
+    add_etag(resp, info->version);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+}
+
+static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls, (void)pos, (void)buf, (void)max;
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+/* Answer a plan that needs no read. */
+static enum MHD_Result answer_plan(struct req *r)
+{
+    struct get_plan *p = &r->plan;
+    struct MHD_Response *resp;
+    if (p->status == 304) {
+        resp = empty_response();
+        if (!resp)
+            return MHD_NO;
+        if (p->have)
+            add_etag(resp, p->info.version);
+        return queue(r, 304, resp);
+    }
+    if (p->status != 200)
+        return send_error(r, p->err, NULL);
+    /* HEAD, or an empty blob: the headers of the whole blob. */
+    if (r->m == API_M_HEAD && p->info.len > 0)
+        resp = MHD_create_response_from_callback(p->info.len, 4096, no_body,
+                                                 NULL, NULL);
+    else
+        resp = empty_response();
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/octet-stream");
+    add_blob_headers(resp, &p->info);
+    return queue(r, 200, resp);
+}
+
+static enum MHD_Result get_begin(struct req *r)
+{
+    enum MHD_Result ret;
+    if (parse_conditions(r, &ret) < 0)
+        return ret;
+    struct store_blob_info info;
+    int rc = store_stat(r->srv->st, r->route.guid, &info);
+    plan_get(r, rc == 0 ? &info : NULL, &r->plan);
+    if (r->plan.status)
+        return answer_plan(r);
+    r->frame = store_frame_alloc(r->srv->st);
+    if (!r->frame)
+        return send_error(r, API_ERR_OVERLOADED, "out of memory for frames");
+    r->job = JOB_READ;
+    return submit(r);
+}
+
+/* Hand the frame to a response (H3). */
+static struct rbuf *take_frame(struct req *r, void *extra)
+{
+    struct rbuf *b = malloc(sizeof(*b));
+    if (!b)
+        return NULL;
+    atomic_init(&b->refs, 1);
+    b->st = r->srv->st;
+    b->frame = r->frame;
+    b->extra = extra;
+    r->frame = NULL;
+    return b;
+}
+
+static enum MHD_Result answer_multipart(struct req *r)
+{
+    const struct api_ranges *rg = &r->plan.ranges;
+    uint64_t len = r->rd.info.len;
+    char boundary[API_BOUNDARY_LEN + 1];
+    if (api_boundary_new(boundary) < 0)
+        return send_error(r, API_ERR_INTERNAL, "getrandom failed");
+    size_t n = rg->n;
+    char *heads = malloc((n + 1) * API_PART_HEAD_MAX);
+    struct MHD_IoVec *iov = malloc((2 * n + 1) * sizeof(*iov));
+    if (!heads || !iov) {
+        free(heads);
+        free(iov);
+        return MHD_NO;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *h = heads + i * API_PART_HEAD_MAX;
+        size_t hl = api_multipart_part_head(h, API_PART_HEAD_MAX, boundary, i,
+                                            &rg->r[i], len);
+        iov[k].iov_base = h;
+        iov[k++].iov_len = hl;
+        iov[k].iov_base = r->rd.data + rg->r[i].first;
+        iov[k++].iov_len = (size_t)(rg->r[i].last - rg->r[i].first + 1);
+    }
+    char *t = heads + n * API_PART_HEAD_MAX;
+    iov[k].iov_base = t;
+    iov[k++].iov_len = api_multipart_tail(t, API_PART_HEAD_MAX, boundary);
+    struct rbuf *b = take_frame(r, heads);
+    if (!b) {
+        free(heads);
+        free(iov);
+        return MHD_NO;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_iovec(iov, (unsigned)k, rbuf_release, b);
+    free(iov); /* the response keeps its own copy of the vector */
+    if (!resp) {
+        rbuf_release(b);
+        return MHD_NO;
+    }
+    char ct[128];
+    api_multipart_type(ct, sizeof(ct), boundary);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ct);
+    add_blob_headers(resp, &r->rd.info);
+    return queue(r, 206, resp);
+}
+
+static enum MHD_Result read_answer(struct req *r)
+{
+    if (r->submit_rc < 0)
+        return send_error(r, api_store_error(r->submit_rc), NULL);
+    const struct store_read_result *rd = &r->rd;
+    char g[API_GUID_STRLEN + 1];
+    api_guid_format(r->route.guid, g);
+    if (rd->rc == STORE_E_CHECKSUM) {
+        server_log(LOG_ERROR,
+                   "blob %s version %" PRIu64 ": stored data fails its "
+                   "CRC32C; not served",
+                   g, rd->info.version);
+        return send_error(r, API_ERR_CORRUPT_DATA, NULL);
+    }
+    if (rd->rc != 0 && rd->rc != STORE_E_NOT_FOUND && rd->rc != STORE_E_RANGE) {
+        server_log(LOG_ERROR, "blob %s: read failed: %s", g,
+                   store_strerror(rd->rc));
+        return send_error(r, api_store_error(rd->rc), NULL);
+    }
+    if (rd->rc != 0 || rd->info.version != r->plan.info.version) {
+        /* Replaced or deleted since the lookup: decide again against what
+         * is there now. */
+        struct get_plan old = r->plan;
+        plan_get(r, rd->rc == STORE_E_NOT_FOUND ? NULL : &rd->info, &r->plan);
+        if (r->plan.status)
+            return answer_plan(r);
+        int same =
+            rd->rc == 0 && r->plan.off == old.off && r->plan.len == old.len;
+        if (!same) {
+            if (++r->retries > 3)
+                return send_error(r, API_ERR_OVERLOADED,
+                                  "the blob keeps changing");
+            return submit(r);
+        }
+    }
+    const struct api_ranges *rg = &r->plan.ranges;
+    if (rg->kind == API_RANGE_MULTI)
+        return answer_multipart(r);
+    const uint8_t *data = rd->data;
+    size_t len = rd->len;
+    struct rbuf *b = take_frame(r, NULL);
+    if (!b)
+        return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback_cls(
+            len, (void *)data, rbuf_release, b);
+    if (!resp) {
+        rbuf_release(b);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/octet-stream");
+    add_blob_headers(resp, &rd->info);
+    int status = 200;
+    if (rg->kind == API_RANGE_SINGLE) {
+        char cr[80];
+        api_content_range(cr, sizeof(cr), &rg->r[0], rd->info.len);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+        status = 206;
+    }
+    return queue(r, status, resp);
+}
+
+/* ---- listing, flush, health ---- */
+
+static enum MHD_Result list_answer(struct req *r)
+{
+    size_t limit;
+    uint8_t after[API_GUID_SIZE];
+    const char *a = query(r, "after");
+    if (api_parse_limit(query(r, "limit"), &limit) < 0)
+        return send_error(r, API_ERR_BAD_QUERY,
+                          "limit is a positive whole number");
+    if (a && api_guid_parse(a, strlen(a), after) < 0)
+        return send_error(r, API_ERR_BAD_GUID, "after is not a GUID");
+    struct store_blob_info *v = malloc(limit * sizeof(*v));
+    if (!v)
+        return MHD_NO;
+    int more = 0;
+    int n = store_list(r->srv->st, a ? after : NULL, limit, v, &more);
+    if (n < 0) {
+        free(v);
+        return send_error(r, api_store_error(n), NULL);
+    }
+    char *json = api_json_list(v, (size_t)n, more);
+    free(v);
+    return send_json(r, 200, json);
+}
+
+static enum MHD_Result flush_answer(struct req *r)
+{
+    if (r->submit_rc < 0)
+        return send_error(r, api_store_error(r->submit_rc), NULL);
+    if (r->comp.outcome != STORE_OUT_NONE || r->comp.rc != 0) {
+        enum api_error err = API_ERR_INTERNAL;
+        api_outcome_status(r->comp.outcome, r->comp.rc, &err);
+        if (r->comp.outcome == STORE_OUT_NONE)
+            err = api_store_error(r->comp.rc);
+        return send_error(r, err, NULL);
+    }
+    return send_json(r, 200, api_json_flush(&r->comp.flush));
+}
+
+/* /readyz: why writes would be refused now, or -1 when ready. */
+static int not_ready_reason(struct server *s)
+{
+    switch (srv_state(s)) {
+    case SRV_OPENING:
+        return API_ERR_NOT_READY;
+    case SRV_DRAINING:
+        return API_ERR_DRAINING;
+    default:
+        break;
+    }
+    if (s->cfg.read_only)
+        return API_ERR_READ_ONLY;
+    if (store_failed(s->st))
+        return API_ERR_STORE_FAILED;
+    struct store_stats ss;
+    store_get_stats(s->st, &ss);
+    if (ss.fs_free_bytes < ss.headroom)
+        return API_ERR_NO_SPACE;
+    return -1;
+}
+
+static enum MHD_Result health_answer(struct req *r)
+{
+    if (r->route.kind == API_R_READYZ) {
+        int why = not_ready_reason(r->srv);
+        if (why >= 0)
+            return send_error(r, (enum api_error)why, NULL);
+    }
+    const char *body = r->route.kind == API_R_READYZ ? "{\"status\":\"ready\"}"
+                                                     : "{\"status\":\"ok\"}";
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/json");
+    return queue(r, 200, resp);
+}
+
+/* ---- the access handler ---- */
+
+static enum MHD_Result first_call(struct req *r, const char *url)
+{
+    struct server *s = r->srv;
+    int e = api_route(r->m, url, &r->route);
+    if (e != 0)
+        return send_error(r, (enum api_error)e, NULL);
+    if (r->route.kind == API_R_HEALTHZ || r->route.kind == API_R_READYZ)
+        return health_answer(r);
+    switch (srv_state(s)) {
+    case SRV_OPENING:
+        return send_error(r, API_ERR_NOT_READY, NULL);
+    case SRV_DRAINING:
+        return send_error(r, API_ERR_DRAINING, NULL);
+    default:
+        break;
+    }
+    switch (r->route.kind) {
+    case API_R_BLOB:
+        if (r->m == API_M_PUT)
+            return write_begin(r);
+        if (r->m == API_M_DELETE)
+            return delete_begin(r);
+        return get_begin(r);
+    case API_R_BLOBS:
+        if (r->m == API_M_POST)
+            return write_begin(r);
+        return list_answer(r);
+    case API_R_FLUSH:
+        r->job = JOB_FLUSH;
+        return submit(r);
+    default:
+        return send_error(r, API_ERR_NO_ROUTE, NULL);
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    struct server *s = cls;
+    struct req *r = *con_cls;
+    (void)version;
+    if (!r) {
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            return MHD_NO;
+        r->srv = s;
+        r->conn = conn;
+        r->m = api_method_parse(method);
+        *con_cls = r;
+        atomic_fetch_add(&s->inflight, 1);
+        /* A request with a body is decided now, before the body is read
+         * (413, 411, 412 early: libmicrohttpd then closes the connection,
+         * which the unread body needs anyway).  Any other request waits
+         * for the next call: libmicrohttpd closes the connection after a
+         * response queued in the first call (H6). */
+        if ((r->m == API_M_PUT || r->m == API_M_POST) &&
+            !(s->hooks && !strncmp(url, "/test/", 6)))
+            return first_call(r, url);
+        r->state = RQ_HEADERS;
+        return MHD_YES;
+    }
+    switch (r->state) {
+    case RQ_HEADERS:
+        if (*upload_size > 0) { /* a body nobody asked for: dropped */
+            *upload_size = 0;
+            return MHD_YES;
+        }
+        if (s->hooks && server_hooks_route(s, conn, url, method)) {
+            r->state = RQ_DONE;
+            return MHD_YES;
+        }
+        return first_call(r, url);
+    case RQ_BODY:
+        if (*upload_size > 0)
+            return write_body(r, upload, upload_size);
+        if (r->over)
+            return MHD_YES;                     /* a 413 is queued */
+        if (!r->chunked && r->got < r->expect)
+            return MHD_YES; /* H2: an empty call is not the end */
+        return submit(r);
+    case RQ_DONE:
+        if (*upload_size > 0) { /* a body nobody asked for: dropped */
+            *upload_size = 0;
+            return MHD_YES;
+        }
+        switch (r->job) { /* resumed with a result (H1) */
+        case JOB_WRITE:
+        case JOB_DELETE:
+            return write_answer(r);
+        case JOB_FLUSH:
+            return flush_answer(r);
+        case JOB_READ:
+            return read_answer(r);
+        default:
+            return MHD_YES; /* answered already */
+        }
+    case RQ_WAIT: /* resumed before the completion: cannot happen (H1) */
+    case RQ_NEW:
+    default:
+        *upload_size = 0;
+        return MHD_YES;
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct server *s = cls;
+    struct req *r = *con_cls;
+    (void)conn;
+    if (!r)
+        return;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        server_log(LOG_DEBUG, "request ended early (code %d)", (int)toe);
+    if (r->frame)
+        store_frame_free(s->st, r->frame);
+    free(r);
+    *con_cls = NULL;
+    atomic_fetch_sub(&s->inflight, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char buf[512];
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    size_t n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    server_log(LOG_DEBUG, "http: %s", buf);
+}
+
+int server_http_start(struct server *s, int listen_fd, char *err, size_t errlen)
+{
+    unsigned threads = s->cfg.http_threads;
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (unsigned)n : 1;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    s->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET,
+        listen_fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.connection_timeout,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
+    if (!s->mhd) {
+        snprintf(err, errlen, "libmicrohttpd failed to start");
+        return -1;
+    }
+    return 0;
+}
+
+void server_http_quiesce(struct server *s)
+{
+    if (!s->mhd)
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+void server_http_stop(struct server *s)
+{
+    if (s->mhd)
+        MHD_stop_daemon(s->mhd);
+    s->mhd = NULL;
+}
