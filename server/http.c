@@ -851,7 +851,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         if (*upload_size > 0)
             return write_body(r, upload, upload_size);
         if (r->over)
-            return MHD_YES;                     /* a 413 is queued */
+            return MHD_YES; /* a 413 is queued */
         if (!r->chunked && r->got < r->expect)
             return MHD_YES; /* H2: an empty call is not the end */
         return submit(r);

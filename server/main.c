@@ -109,7 +109,8 @@ static int listen_on(const char *spec, char *err, size_t errlen)
     char host[256], portstr[8];
     unsigned port;
     if (server_config_split_listen(spec, host, sizeof(host), &port) < 0) {
-        snprintf(err, errlen, "--listen: '%.256s' is not an address:port", spec);
+        snprintf(err, errlen, "--listen: '%.256s' is not an address:port",
+                 spec);
         return -1;
     }
     snprintf(portstr, sizeof(portstr), "%u", port);
@@ -128,7 +129,8 @@ static int listen_on(const char *spec, char *err, size_t errlen)
     if (fd < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
-        snprintf(err, errlen, "cannot listen on %.256s: %s", spec, strerror(errno));
+        snprintf(err, errlen, "cannot listen on %.256s: %s", spec,
+                 strerror(errno));
         if (fd >= 0)
             close(fd);
         freeaddrinfo(ai);
