@@ -145,10 +145,9 @@ static enum MHD_Result send_json(struct req *r, int status, char *json)
 }
 
 /* An error response: JSON body, and the headers its status needs. */
-static enum MHD_Result send_error(struct req *r, enum api_error e,
-                                  const char *message)
+static enum MHD_Result send_error_status(struct req *r, enum api_error e,
+                                         int status, const char *message)
 {
-    int status = api_error_status(e);
     char *json = api_error_json(e, message);
     if (!json)
         return MHD_NO;
@@ -177,6 +176,12 @@ static enum MHD_Result send_error(struct req *r, enum api_error e,
     if (r->state == RQ_NEW && (r->m == API_M_PUT || r->m == API_M_POST))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     return queue(r, status, resp);
+}
+
+static enum MHD_Result send_error(struct req *r, enum api_error e,
+                                  const char *message)
+{
+    return send_error_status(r, e, api_error_status(e), message);
 }
 
 static struct MHD_Response *empty_response(void)
@@ -757,8 +762,8 @@ static enum MHD_Result health_answer(struct req *r)
 {
     if (r->route.kind == API_R_READYZ) {
         int why = not_ready_reason(r->srv);
-        if (why >= 0)
-            return send_error(r, (enum api_error)why, NULL);
+        if (why >= 0) /* always 503, whatever the reason's own status */
+            return send_error_status(r, (enum api_error)why, 503, NULL);
     }
     const char *body = r->route.kind == API_R_READYZ ? "{\"status\":\"ready\"}"
                                                      : "{\"status\":\"ok\"}";

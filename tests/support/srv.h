@@ -17,13 +17,13 @@
 #include <sys/types.h>
 
 struct srv {
-    pid_t pid;         /* 0 when not running */
+    pid_t pid; /* 0 when not running */
     int port;
-    char dir[512];     /* the test's temp dir (owned) */
-    char data[600];    /* dir/data: the data dir */
-    char log[600];     /* dir/blobd.log: the server's stderr */
-    char bin[512];     /* the binary */
-    int exit_status;   /* after srv_stop/srv_wait: exit code, or 128+sig */
+    char dir[512];   /* the test's temp dir (owned) */
+    char data[600];  /* dir/data: the data dir */
+    char log[600];   /* dir/blobd.log: the server's stderr */
+    char bin[512];   /* the binary */
+    int exit_status; /* after srv_stop/srv_wait: exit code, or 128+sig */
 };
 
 /* Make the temp dir; no server yet.  Aborts the test on failure. */
@@ -75,8 +75,7 @@ int http_req(struct srv *s, const char *method, const char *path,
              struct http_resp *r);
 /* Convenience: the status only (body and headers dropped). */
 long http_status(struct srv *s, const char *method, const char *path,
-                 const char *const *headers, const void *body,
-                 size_t body_len);
+                 const char *const *headers, const void *body, size_t body_len);
 /* PUT /blobs/<guid> with a body; returns the status, copies ETag if etag
  * is not NULL (API_ETAG_MAX bytes). */
 long http_put(struct srv *s, const char *guid, const void *body, size_t len,
@@ -86,5 +85,61 @@ long http_get(struct srv *s, const char *guid, struct http_resp *r);
 
 /* Deterministic test data: byte i of blob seed is a function of (seed, i). */
 void http_fill(void *buf, size_t len, uint64_t seed);
+
+/* ---- helpers for the HTTP integration tests ---- */
+
+#define HTTP_GUID_BUF 33 /* 32 hex digits and a NUL */
+
+/* A random GUID (getrandom) in canonical form: 32 lowercase hex digits. */
+void http_guid_rand(char out[HTTP_GUID_BUF]);
+
+/* Assert that r is an error answer of the API: the status, Content-Type
+ * application/json and a JSON body {"error": code, "message": "..."} with
+ * a non-empty message. */
+void http_assert_error(const struct http_resp *r, long status,
+                       const char *code);
+
+/* Assert that header name of r equals want exactly (case-sensitive value). */
+void http_assert_header(const struct http_resp *r, const char *name,
+                        const char *want);
+
+/* Assert got[0..got_len) == want[0..want_len); names the first differing
+ * offset (what says which exchange it was). */
+void http_assert_bytes(const void *got, size_t got_len, const void *want,
+                       size_t want_len, const char *what);
+
+/*
+ * Send body with Transfer-Encoding: chunked (PUT, POST or another method),
+ * handing curl at most chunk bytes per read so the chunks stay small.
+ * Same conventions as http_req; a server that answers early and closes is
+ * reported with the status it sent, if it sent one.
+ */
+int http_req_chunked(struct srv *s, const char *method, const char *path,
+                     const void *body, size_t len, size_t chunk,
+                     struct http_resp *r);
+
+/* ---- raw sockets, for what libcurl will not send ---- */
+
+/* A blocking TCP connection to the server (close-on-exec); fd or -1. */
+int http_raw_connect(struct srv *s);
+/* Write all of buf (MSG_NOSIGNAL); 0 or -1. */
+int http_raw_send(int fd, const void *buf, size_t len);
+/*
+ * Read one response into buf (NUL-terminated, cap includes the NUL): up to
+ * the end of the headers plus Content-Length bytes of body (1xx interim
+ * answers are kept in buf and skipped), or until EOF or timeout_ms without
+ * the response being complete.  Returns the bytes read, or -1 on a read
+ * error before anything arrived.
+ */
+long http_raw_read(int fd, char *buf, size_t cap, int timeout_ms);
+/* Split a raw answer (as http_raw_read returns it) into *r: the status,
+ * header block and body of the final (non-1xx) response.  0 or -1 when buf
+ * holds no complete header block. */
+int http_raw_parse(const char *buf, size_t len, struct http_resp *r);
+/* The status of the first response in buf ("HTTP/1.x NNN"), or 0. */
+int http_raw_status(const char *buf);
+/* Connect, send req, read one response (http_raw_read), close. */
+long http_raw_exchange(struct srv *s, const void *req, size_t len, char *out,
+                       size_t cap, int timeout_ms);
 
 #endif
