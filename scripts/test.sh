@@ -43,15 +43,15 @@ build build
 (cd build && ctest "${ctest_args[@]}")
 
 if [ $ci -eq 1 ]; then
-  echo "== ASan+UBSan build (store tests, fewer crash rounds)"
+  echo "== ASan+UBSan build (store and server tests, fewer crash rounds)"
   build build-asan -DCMAKE_BUILD_TYPE=Debug -DBLOBD_ASAN=ON -DBLOBD_CRASH_ROUNDS=30
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-     ctest --output-on-failure -j "$jobs" -L 'unit|crash' -LE slow)
-  echo "== TSan build (store unit tests and the threaded crash test)"
+     ctest --output-on-failure -j "$jobs" -L 'unit|crash|integration' -LE slow)
+  echo "== TSan build (unit and server tests, the threaded crash test)"
   build build-tsan -DCMAKE_BUILD_TYPE=Debug -DBLOBD_TSAN=ON -DBLOBD_CRASH_ROUNDS=20
   (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-     ctest --output-on-failure -j "$jobs" -LE slow -L unit &&
+     ctest --output-on-failure -j "$jobs" -LE slow -L 'unit|integration' &&
      TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R '^test_crash_async$')
 fi
 

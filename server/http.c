@@ -350,6 +350,8 @@ static enum MHD_Result write_begin(struct req *r)
     }
     if (write_precondition(r, r->guid, &ret) < 0)
         return ret;
+    if (r->route.kind == API_R_BLOBS && r->pre.kind == STORE_PRE_NONE)
+        r->pre.kind = STORE_PRE_ABSENT; /* a new GUID never replaces one */
     r->frame = store_frame_alloc(r->srv->st);
     if (!r->frame)
         return send_error(r, API_ERR_OVERLOADED, "out of memory for frames");

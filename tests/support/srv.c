@@ -12,6 +12,8 @@
  *      killed by a CTest timeout leaves no server behind.
  *  S3. Every request uses a fresh curl easy handle, no proxy, a 20 s
  *      timeout and no signals; only the final response's headers are kept.
+ *  S4. srv_fini fails the test when the server's log holds a sanitizer
+ *      report (ASan, UBSan, LSan, TSan), and keeps the temp dir.
  *
  * Thread rules: srv_* functions are called from the test's main thread;
  * http_* and http_raw_* may be called from several threads at once (curl
@@ -434,6 +436,20 @@ void srv_fini(struct srv *s)
 {
     if (s->pid > 0)
         srv_kill(s);
+    /* S4: a sanitizer report in the server's log fails the test, even if
+     * the server kept running. */
+    static const char *const reports[] = {
+        "ERROR: AddressSanitizer", "WARNING: ThreadSanitizer",
+        "ERROR: LeakSanitizer", "runtime error:"};
+    int bad = 0;
+    for (size_t i = 0; s->dir[0] && i < sizeof(reports) / sizeof(*reports); i++)
+        bad |= srv_log_has(s, reports[i]);
+    if (bad) {
+        srv_dump_log(s);
+        fprintf(stderr, "srv: keeping %s\n", s->dir);
+        s->dir[0] = '\0';
+        fail_msg("the server's log holds a sanitizer report");
+    }
     if (s->dir[0]) {
         if (getenv("BLOBD_KEEP_TMP"))
             fprintf(stderr, "srv: keeping %s\n", s->dir);
