@@ -838,7 +838,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
          * for the next call: libmicrohttpd closes the connection after a
          * response queued in the first call (H6). */
         if ((r->m == API_M_PUT || r->m == API_M_POST) &&
-            !(s->hooks && !strncmp(url, "/test/", 6)))
+            !strncmp(url, "/blobs", 6))
             return first_call(r, url);
         r->state = RQ_HEADERS;
         return MHD_YES;

@@ -8,12 +8,14 @@
  *   POST /test/fault?op=<op>&mode=<eio|enospc|short>[&nth=N][&all=1]
  *   POST /test/fault?disarm=1
  *   POST /test/avail?bytes=N      (fstatvfs reports N free bytes; -1: real)
+ *   POST /test/stall?ms=N         (every sync first sleeps N ms; 0: off)
  * op: openat close pread pwritev sync fallocate ftruncate renameat unlinkat
  * or io (every call that touches the disk).  nth counts calls from now.
  * BLOBD_TEST_OPEN_DELAY_MS=N sleeps before the store opens (the "opening"
  * state can be observed).
  */
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +28,29 @@
 
 struct server_hooks {
     struct faultio *f;
+    /* The faultio table with sync slowed down by stall_ms.  Its ctx is
+     * faultio's, so faultio's functions work through it unchanged. */
+    struct store_io slow;
+    struct store_io *fio;
+    atomic_uint stall_ms;
 };
+
+static struct server_hooks *hooks; /* one server per process */
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0)
+        ;
+}
+
+static int slow_sync(struct store_io *io, int fd, enum store_io_sync kind)
+{
+    unsigned ms = atomic_load(&hooks->stall_ms);
+    if (ms)
+        sleep_ms(ms);
+    return hooks->fio->sync(io, fd, kind);
+}
 
 struct store_io *server_hooks_init(struct server *s)
 {
@@ -40,18 +64,21 @@ struct store_io *server_hooks_init(struct server *s)
         exit(70);
     }
     s->hooks = h;
+    hooks = h;
+    h->fio = faultio_io(h->f);
+    h->slow = *h->fio;
+    h->slow.sync = slow_sync;
+    atomic_init(&h->stall_ms, 0);
     server_log(LOG_WARN, "test build: fault injection endpoints enabled");
-    return faultio_io(h->f);
+    return &h->slow;
 }
 
 void server_hooks_open_delay(void)
 {
     const char *v = getenv("BLOBD_TEST_OPEN_DELAY_MS");
     long ms = v ? atol(v) : 0;
-    if (ms > 0) {
-        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    if (ms > 0)
+        sleep_ms((unsigned)ms);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
@@ -126,6 +153,13 @@ int server_hooks_route(struct server *s, struct MHD_Connection *c,
     int rc = -1;
     if (!strcmp(url, "/test/fault")) {
         rc = arm(h->f, c);
+    } else if (!strcmp(url, "/test/stall")) {
+        const char *b =
+            MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ms");
+        if (b) {
+            atomic_store(&h->stall_ms, (unsigned)atol(b));
+            rc = 0;
+        }
     } else if (!strcmp(url, "/test/avail")) {
         const char *b =
             MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "bytes");
@@ -146,4 +180,5 @@ void server_hooks_free(struct server *s)
         faultio_free(s->hooks->f);
     free(s->hooks);
     s->hooks = NULL;
+    hooks = NULL;
 }

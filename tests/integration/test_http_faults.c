@@ -13,7 +13,9 @@
  *  - ENOSPC on the log append of a flush: POST /flush 507, the records
  *    stay pending and the next flush makes them durable;
  *  - EIO on a read: 500 io_error, the next read works;
- *  - the opening state (BLOBD_TEST_OPEN_DELAY_MS): 503 not_ready.
+ *  - the opening state (BLOBD_TEST_OPEN_DELAY_MS): 503 not_ready;
+ *  - a full queue and a job past its deadline (syncs stalled through
+ *    POST /test/stall): 503 overloaded with Retry-After.
  *
  * Every server here runs with --flush-interval-ms 0, so no timer flush
  * takes an armed fault meant for a request.
@@ -22,6 +24,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -556,6 +559,93 @@ static void test_opening(void **state)
     assert_int_equal(srv_stop(s), 0);
 }
 
+/* ---- a full queue and a job past its deadline: 503 overloaded ---- */
+
+struct bg_put {
+    struct srv *s;
+    char guid[API_GUID_STRLEN + 1];
+    long delay_ms;
+    long status;
+    long took_ms;
+    char code[64];
+    int retry_after;
+};
+
+static void *bg_put_main(void *arg)
+{
+    struct bg_put *b = arg;
+    struct http_resp r;
+    char path[160];
+    sleep_ms(b->delay_ms);
+    snprintf(path, sizeof(path), "/blobs/%s?fsync=true", b->guid);
+    uint64_t t0 = mono_ms();
+    memset(&r, 0, sizeof(r));
+    if (http_req(b->s, "PUT", path, NULL, "x", 1, &r) == 0) {
+        b->status = r.status;
+        char v[32];
+        b->retry_after = http_header(&r, "Retry-After", v, sizeof(v));
+        const char *e = r.body ? strstr(r.body, "\"error\":\"") : NULL;
+        if (e)
+            snprintf(b->code, sizeof(b->code), "%.*s",
+                     (int)strcspn(e + 9, "\""), e + 9);
+    }
+    b->took_ms = (long)(mono_ms() - t0);
+    http_resp_free(&r);
+    return NULL;
+}
+
+static void test_overload(void **state)
+{
+    (void)state;
+    struct srv *s = &g_srv;
+    /* One queued job at most, and 600 ms to wait in the queue. */
+    const char *args[] = {"--flush-interval-ms", "0",   "--queue-max", "1",
+                          "--job-timeout-ms",    "600", NULL};
+    fault_up(s, args);
+    /* Every sync now takes 1.5 s: the first durable PUT holds the I/O
+     * thread in its group commit. */
+    test_ep(s, "stall", "ms=1500");
+    struct bg_put p[3] = {{.s = s, .delay_ms = 0},
+                          {.s = s, .delay_ms = 300},
+                          {.s = s, .delay_ms = 500}};
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) {
+        new_guid(p[i].guid);
+        assert_int_equal(pthread_create(&t[i], NULL, bg_put_main, &p[i]), 0);
+    }
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    test_ep(s, "stall", "ms=0");
+    /* The first is stored and durable. */
+    if (p[0].status != 201)
+        fail_msg("first PUT: %ld", p[0].status);
+    /* The second waited in the queue past its deadline: 503 overloaded
+     * after about 600 ms, and it was never written. */
+    if (p[1].status != 503 || strcmp(p[1].code, "overloaded") != 0 ||
+        !p[1].retry_after)
+        fail_msg("queued PUT: %ld %s (retry-after %d)", p[1].status, p[1].code,
+                 p[1].retry_after);
+    if (p[1].took_ms < 400)
+        fail_msg("queued PUT answered after %ld ms, before its deadline",
+                 p[1].took_ms);
+    /* The third found the queue full: 503 overloaded at once. */
+    if (p[2].status != 503 || strcmp(p[2].code, "overloaded") != 0 ||
+        !p[2].retry_after)
+        fail_msg("PUT on a full queue: %ld %s", p[2].status, p[2].code);
+    if (p[2].took_ms > 400)
+        fail_msg("PUT on a full queue took %ld ms", p[2].took_ms);
+    struct http_resp r;
+    assert_int_equal(http_get(s, p[0].guid, &r), 200);
+    http_resp_free(&r);
+    assert_int_equal(http_get(s, p[1].guid, &r), 404);
+    http_resp_free(&r);
+    assert_int_equal(http_get(s, p[2].guid, &r), 404);
+    http_resp_free(&r);
+    /* And the server goes on. */
+    assert_int_equal(put_seed(s, p[2].guid, NULL, 100, 1, &r), 201);
+    http_resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -568,6 +658,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_read_eio, setup, teardown),
         cmocka_unit_test_setup_teardown(test_opening, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overload, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
