@@ -2022,8 +2022,8 @@ static void test_readonly_and_stop(void **state)
     struct waiter w;
     waiter_init(&w);
     /* Reads run; writes, deletes and flushes are refused at once. */
-    assert_int_equal(store_submit_read(st, g, 0, STORE_READ_ALL, f, on_read, &w),
-                     0);
+    assert_int_equal(
+        store_submit_read(st, g, 0, STORE_READ_ALL, f, on_read, &w), 0);
     struct store_read_result r = wait_read(&w, WAIT_MS, "read-only read");
     assert_int_equal(r.rc, 0);
     assert_int_equal(r.len, 5000);
@@ -2045,8 +2045,9 @@ static void test_readonly_and_stop(void **state)
     store_stop(st); /* idempotent */
     assert_int_equal(store_submit_write(st, h, f, 10, NULL, 0, on_done, &w),
                      STORE_E_STOPPED);
-    assert_int_equal(store_submit_read(st, g, 0, STORE_READ_ALL, f, on_read, &w),
-                     STORE_E_STOPPED);
+    assert_int_equal(
+        store_submit_read(st, g, 0, STORE_READ_ALL, f, on_read, &w),
+        STORE_E_STOPPED);
     assert_int_equal(store_submit_flush(st, on_done, &w), STORE_E_STOPPED);
     tu_pattern(f, 100, 9);
     enum store_outcome out;
