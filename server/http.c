@@ -937,15 +937,6 @@ int server_http_start(struct server *s, int listen_fd, char *err, size_t errlen)
     return 0;
 }
 
-void server_http_quiesce(struct server *s)
-{
-    if (!s->mhd)
-        return;
-    MHD_socket fd = MHD_quiesce_daemon(s->mhd);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
-}
-
 void server_http_stop(struct server *s)
 {
     if (s->mhd)

@@ -4,8 +4,12 @@
  *
  * Startup: listen first (so /readyz answers 503 while the store opens),
  * then open the store, then ready.  Shutdown on the first SIGTERM/SIGINT:
- *   1. drain: state DRAINING (/readyz 503, new requests 503 with
- *      Connection: close) and the listening socket closed;
+ *   1. stop accepting work: state DRAINING (/readyz 503; every new
+ *      request 503 draining with Connection: close).  The listening
+ *      socket stays open until step 4: MHD_quiesce_daemon on an epoll
+ *      daemon with internal threads races with the workers' own removal
+ *      of the listen socket from epoll and can abort the process
+ *      (libmicrohttpd 0.9.75), so it is not used;
  *   2. wait for requests in flight, up to --shutdown-timeout;
  *   3. store_stop: the I/O thread finishes or fails every queued job, so
  *      every suspended connection is resumed and answered;
@@ -213,7 +217,6 @@ static long wait_drained(double deadline)
 static int shutdown_server(void)
 {
     atomic_store(&srv.state, SRV_DRAINING);
-    server_http_quiesce(&srv);
     double deadline = mono_s() + srv.cfg.shutdown_timeout;
     long left = wait_drained(deadline);
     if (left > 0)

@@ -39,8 +39,6 @@ struct server {
  * 0 or -1 with err filled. */
 int server_http_start(struct server *s, int listen_fd, char *err,
                       size_t errlen);
-/* Stop accepting new connections (the listening socket is closed). */
-void server_http_quiesce(struct server *s);
 /* Stop the daemon: every connection is closed, every request completed. */
 void server_http_stop(struct server *s);
 

@@ -429,6 +429,10 @@ int srv_stop(struct srv *s)
         srv_kill(s);
         st = s->exit_status;
     }
+    if (st >= 128) { /* killed by a signal: show why */
+        fprintf(stderr, "srv_stop: the server died with status %d\n", st);
+        srv_dump_log(s);
+    }
     return st;
 }
 
