@@ -760,6 +760,51 @@ static void test_second_sigterm(void **state)
     assert_int_equal(st, 128 + SIGTERM);
 }
 
+/* A client that never finishes its upload holds shutdown only for
+ * --shutdown-timeout; acknowledged writes are flushed all the same. */
+static void test_shutdown_timeout(void **state)
+{
+    (void)state;
+    struct srv *s = &g_srv;
+    const char *args[] = {"--shutdown-timeout", "1", "--flush-interval-ms", "0",
+                          NULL};
+    srv_up(s, args);
+    char g[API_GUID_STRLEN + 1], done[API_GUID_STRLEN + 1], head[256];
+    uint8_t part[30000];
+    new_guid(g);
+    new_guid(done);
+    http_fill(part, sizeof(part), 6);
+    assert_int_equal(http_put(s, done, part, sizeof(part), NULL), 201);
+    int hl = snprintf(head, sizeof(head),
+                      "PUT /blobs/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "Content-Length: 100000\r\n\r\n",
+                      g);
+    int fd = sock_connect(s->port);
+    if (sock_send(fd, head, (size_t)hl) || sock_send(fd, part, sizeof(part)))
+        fail_msg("send: %s", strerror(errno));
+    sleep_ms(300);
+    uint64_t t0 = mono_ms();
+    srv_signal(s, SIGTERM);
+    int st = srv_wait(s, 6000);
+    uint64_t took = mono_ms() - t0;
+    close(fd);
+    if (st < 0)
+        fail_msg("blobd still running 6 s after SIGTERM with "
+                 "--shutdown-timeout 1");
+    print_message("shutdown with a stalled upload: exit %d after %" PRIu64
+                  " ms\n",
+                  st, took);
+    assert_int_equal(st, 0);
+    if (took < 900)
+        fail_msg("exited after %" PRIu64 " ms: did not wait for the upload",
+                 took);
+    assert_true(srv_log_has(s, "still in flight after --shutdown-timeout"));
+    restart(s, NULL);
+    expect_blob(s, done, sizeof(part), 6);
+    expect_absent(s, g, "its upload never finished");
+    assert_int_equal(srv_stop(s), 0);
+}
+
 static void test_client_disconnect(void **state)
 {
     (void)state;
@@ -813,6 +858,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_suspended_at_shutdown, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_sigterm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_disconnect, setup,
                                         teardown),
