@@ -7,13 +7,11 @@
  */
 #include "testutil.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -39,54 +37,6 @@ static int teardown(void **state)
 
 /* ---- helpers ---- */
 
-static void new_guid(char out[API_GUID_STRLEN + 1])
-{
-    uint8_t g[API_GUID_SIZE];
-    if (getrandom(g, sizeof(g), 0) != (ssize_t)sizeof(g))
-        fail_msg("getrandom: %s", strerror(errno));
-    api_guid_format(g, out);
-}
-
-/* One exchange; fails the test when it could not be made at all. */
-static long req(struct srv *s, const char *method, const char *path,
-                const char *const *hdrs, const void *body, size_t len,
-                struct http_resp *r)
-{
-    memset(r, 0, sizeof(*r));
-    if (http_req(s, method, path, hdrs, body, len, r) != 0)
-        fail_msg("%s %s: the request could not be made", method, path);
-    return r->status;
-}
-
-static void expect_status(const struct http_resp *r, long want,
-                          const char *what)
-{
-    if (r->status != want)
-        fail_msg("%s: status %ld, want %ld; body: %.300s", what, r->status,
-                 want, r->body ? r->body : "");
-}
-
-/* status and the JSON error code */
-static void expect_error(const struct http_resp *r, long want, const char *code,
-                         const char *what)
-{
-    char q[64];
-    expect_status(r, want, what);
-    snprintf(q, sizeof(q), "\"%s\"", code);
-    if (!r->body || !strstr(r->body, "\"error\"") || !strstr(r->body, q))
-        fail_msg("%s: body %.300s, want error %s", what,
-                 r->body ? r->body : "(none)", code);
-}
-
-static void etag_of(const struct http_resp *r, char out[API_ETAG_MAX],
-                    const char *what)
-{
-    if (!http_header(r, "ETag", out, API_ETAG_MAX))
-        fail_msg("%s: no ETag header", what);
-    if (out[0] != '"')
-        fail_msg("%s: ETag %s is not a quoted strong tag", what, out);
-}
-
 /* PUT /blobs/<guid> with one optional extra header. */
 static long put1(struct srv *s, const char *guid, const char *hdr,
                  const void *body, size_t len, struct http_resp *r)
@@ -94,7 +44,7 @@ static long put1(struct srv *s, const char *guid, const char *hdr,
     char path[128];
     const char *h[2] = {hdr, NULL};
     snprintf(path, sizeof(path), "/blobs/%s", guid);
-    return req(s, "PUT", path, hdr ? h : NULL, body, len, r);
+    return http_req_ok(s, "PUT", path, hdr ? h : NULL, body, len, r);
 }
 
 static long del1(struct srv *s, const char *guid, const char *hdr,
@@ -103,33 +53,7 @@ static long del1(struct srv *s, const char *guid, const char *hdr,
     char path[128];
     const char *h[2] = {hdr, NULL};
     snprintf(path, sizeof(path), "/blobs/%s", guid);
-    return req(s, "DELETE", path, hdr ? h : NULL, NULL, 0, r);
-}
-
-/* GET must answer 200 with exactly data[0..len). */
-static void expect_blob(struct srv *s, const char *guid, const void *data,
-                        size_t len)
-{
-    struct http_resp r;
-    memset(&r, 0, sizeof(r));
-    long st = http_get(s, guid, &r);
-    if (st != 200)
-        fail_msg("GET %s: status %ld, want 200; body %.200s", guid, st,
-                 r.body ? r.body : "");
-    if (r.body_len != len || (len && memcmp(r.body, data, len) != 0))
-        fail_msg("GET %s: %zu bytes that differ from the %zu expected", guid,
-                 r.body_len, len);
-    http_resp_free(&r);
-}
-
-static void expect_absent(struct srv *s, const char *guid)
-{
-    struct http_resp r;
-    memset(&r, 0, sizeof(r));
-    long st = http_get(s, guid, &r);
-    if (st != 404)
-        fail_msg("GET %s: status %ld, want 404", guid, st);
-    http_resp_free(&r);
+    return http_req_ok(s, "DELETE", path, hdr ? h : NULL, NULL, 0, r);
 }
 
 /* "\"<gen>-<n>\"" -> gen, n; fails the test on another shape. */
@@ -149,28 +73,28 @@ static void test_if_none_match_star(void **state)
     char g[API_GUID_STRLEN + 1], e1[API_ETAG_MAX];
     uint8_t a[3000], b[5000];
     struct http_resp r;
-    new_guid(g);
+    http_guid_rand(g);
     http_fill(a, sizeof(a), 1);
     http_fill(b, sizeof(b), 2);
 
     put1(s, g, "If-None-Match: *", a, sizeof(a), &r);
-    expect_status(&r, 201, "PUT If-None-Match: * on an absent blob");
-    etag_of(&r, e1, "create-only PUT");
+    http_expect_status(&r, 201, "PUT If-None-Match: * on an absent blob");
+    http_etag_of(&r, e1, "create-only PUT");
     http_resp_free(&r);
-    expect_blob(s, g, a, sizeof(a));
+    http_expect_data(s, g, a, sizeof(a), NULL, NULL);
 
     put1(s, g, "If-None-Match: *", b, sizeof(b), &r);
-    expect_error(&r, 412, "precondition_failed",
-                 "PUT If-None-Match: * on a present blob");
+    http_expect_error(&r, 412, "precondition_failed",
+                      "PUT If-None-Match: * on a present blob");
     http_resp_free(&r);
-    expect_blob(s, g, a, sizeof(a)); /* unchanged */
+    http_expect_data(s, g, a, sizeof(a), NULL, NULL); /* unchanged */
 
     /* the ETag did not move either */
     char path[128], e2[API_ETAG_MAX];
     snprintf(path, sizeof(path), "/blobs/%s", g);
-    req(s, "HEAD", path, NULL, NULL, 0, &r);
-    expect_status(&r, 200, "HEAD after a refused create");
-    etag_of(&r, e2, "HEAD");
+    http_req_ok(s, "HEAD", path, NULL, NULL, 0, &r);
+    http_expect_status(&r, 200, "HEAD after a refused create");
+    http_etag_of(&r, e2, "HEAD");
     assert_string_equal(e1, e2);
     http_resp_free(&r);
     assert_int_equal(srv_stop(s), 0);
@@ -185,60 +109,61 @@ static void test_if_match(void **state)
     char e1[API_ETAG_MAX], e2[API_ETAG_MAX], e3[API_ETAG_MAX], h[128];
     uint8_t a[1000], b[70000], c[4096];
     struct http_resp r;
-    new_guid(g);
-    new_guid(absent);
+    http_guid_rand(g);
+    http_guid_rand(absent);
     http_fill(a, sizeof(a), 11);
     http_fill(b, sizeof(b), 12);
     http_fill(c, sizeof(c), 13);
 
     /* If-Match on an absent blob: 412, nothing created */
     put1(s, absent, "If-Match: \"1-1\"", a, sizeof(a), &r);
-    expect_error(&r, 412, "precondition_failed",
-                 "PUT If-Match <etag> on an absent blob");
+    http_expect_error(&r, 412, "precondition_failed",
+                      "PUT If-Match <etag> on an absent blob");
     http_resp_free(&r);
-    expect_absent(s, absent);
+    http_expect_absent(s, absent, NULL);
     put1(s, absent, "If-Match: *", a, sizeof(a), &r);
-    expect_error(&r, 412, "precondition_failed",
-                 "PUT If-Match: * on an absent blob");
+    http_expect_error(&r, 412, "precondition_failed",
+                      "PUT If-Match: * on an absent blob");
     http_resp_free(&r);
-    expect_absent(s, absent);
+    http_expect_absent(s, absent, NULL);
 
     put1(s, g, NULL, a, sizeof(a), &r);
-    expect_status(&r, 201, "plain PUT");
-    etag_of(&r, e1, "plain PUT");
+    http_expect_status(&r, 201, "plain PUT");
+    http_etag_of(&r, e1, "plain PUT");
     http_resp_free(&r);
 
     /* current etag: replaced, new etag */
     snprintf(h, sizeof(h), "If-Match: %s", e1);
     put1(s, g, h, b, sizeof(b), &r);
-    expect_status(&r, 204, "PUT If-Match <current etag>");
-    etag_of(&r, e2, "PUT If-Match <current etag>");
+    http_expect_status(&r, 204, "PUT If-Match <current etag>");
+    http_etag_of(&r, e2, "PUT If-Match <current etag>");
     http_resp_free(&r);
     if (!strcmp(e1, e2))
         fail_msg("a replacing PUT kept the ETag %s", e1);
-    expect_blob(s, g, b, sizeof(b));
+    http_expect_data(s, g, b, sizeof(b), NULL, NULL);
 
     /* stale etag: 412, bytes unchanged */
     put1(s, g, h, c, sizeof(c), &r);
-    expect_error(&r, 412, "precondition_failed", "PUT If-Match <stale etag>");
+    http_expect_error(&r, 412, "precondition_failed",
+                      "PUT If-Match <stale etag>");
     http_resp_free(&r);
-    expect_blob(s, g, b, sizeof(b));
+    http_expect_data(s, g, b, sizeof(b), NULL, NULL);
 
     /* If-Match: * on a present blob */
     put1(s, g, "If-Match: *", c, sizeof(c), &r);
-    expect_status(&r, 204, "PUT If-Match: * on a present blob");
-    etag_of(&r, e3, "PUT If-Match: *");
+    http_expect_status(&r, 204, "PUT If-Match: * on a present blob");
+    http_etag_of(&r, e3, "PUT If-Match: *");
     http_resp_free(&r);
     if (!strcmp(e3, e2) || !strcmp(e3, e1))
         fail_msg("If-Match: * PUT reused an ETag: %s", e3);
-    expect_blob(s, g, c, sizeof(c));
+    http_expect_data(s, g, c, sizeof(c), NULL, NULL);
 
     /* a list holding the current tag matches */
     snprintf(h, sizeof(h), "If-Match: %s, %s", e1, e3);
     put1(s, g, h, a, sizeof(a), &r);
-    expect_status(&r, 204, "PUT If-Match <stale>, <current>");
+    http_expect_status(&r, 204, "PUT If-Match <stale>, <current>");
     http_resp_free(&r);
-    expect_blob(s, g, a, sizeof(a));
+    http_expect_data(s, g, a, sizeof(a), NULL, NULL);
     assert_int_equal(srv_stop(s), 0);
 }
 
@@ -250,34 +175,34 @@ static void test_delete_if_match(void **state)
     char g[API_GUID_STRLEN + 1], e1[API_ETAG_MAX], e2[API_ETAG_MAX], h[128];
     uint8_t a[2000], b[3000];
     struct http_resp r;
-    new_guid(g);
+    http_guid_rand(g);
     http_fill(a, sizeof(a), 21);
     http_fill(b, sizeof(b), 22);
 
     put1(s, g, NULL, a, sizeof(a), &r);
-    expect_status(&r, 201, "PUT");
-    etag_of(&r, e1, "PUT");
+    http_expect_status(&r, 201, "PUT");
+    http_etag_of(&r, e1, "PUT");
     http_resp_free(&r);
     put1(s, g, NULL, b, sizeof(b), &r);
-    expect_status(&r, 204, "PUT (replace)");
-    etag_of(&r, e2, "PUT (replace)");
+    http_expect_status(&r, 204, "PUT (replace)");
+    http_etag_of(&r, e2, "PUT (replace)");
     http_resp_free(&r);
 
     snprintf(h, sizeof(h), "If-Match: %s", e1);
     del1(s, g, h, &r);
-    expect_error(&r, 412, "precondition_failed",
-                 "DELETE If-Match <stale etag>");
+    http_expect_error(&r, 412, "precondition_failed",
+                      "DELETE If-Match <stale etag>");
     http_resp_free(&r);
-    expect_blob(s, g, b, sizeof(b));
+    http_expect_data(s, g, b, sizeof(b), NULL, NULL);
 
     snprintf(h, sizeof(h), "If-Match: %s", e2);
     del1(s, g, h, &r);
-    expect_status(&r, 204, "DELETE If-Match <current etag>");
+    http_expect_status(&r, 204, "DELETE If-Match <current etag>");
     http_resp_free(&r);
-    expect_absent(s, g);
+    http_expect_absent(s, g, NULL);
 
     del1(s, g, NULL, &r);
-    expect_error(&r, 404, "not_found", "DELETE of an absent blob");
+    http_expect_error(&r, 404, "not_found", "DELETE of an absent blob");
     http_resp_free(&r);
     del1(s, g, h, &r);
     if (r.status != 412 && r.status != 404)
@@ -295,37 +220,37 @@ static void test_if_none_match_etag(void **state)
     uint8_t a[500], b[600];
     uint64_t gen, n;
     struct http_resp r;
-    new_guid(g);
+    http_guid_rand(g);
     http_fill(a, sizeof(a), 31);
     http_fill(b, sizeof(b), 32);
 
     put1(s, g, NULL, a, sizeof(a), &r);
-    expect_status(&r, 201, "PUT");
-    etag_of(&r, e1, "PUT");
+    http_expect_status(&r, 201, "PUT");
+    http_etag_of(&r, e1, "PUT");
     http_resp_free(&r);
     etag_parse(e1, &gen, &n);
 
     snprintf(h, sizeof(h), "If-None-Match: %s", e1);
     put1(s, g, h, b, sizeof(b), &r);
-    expect_error(&r, 412, "precondition_failed",
-                 "PUT If-None-Match <current etag>");
+    http_expect_error(&r, 412, "precondition_failed",
+                      "PUT If-None-Match <current etag>");
     http_resp_free(&r);
-    expect_blob(s, g, a, sizeof(a));
+    http_expect_data(s, g, a, sizeof(a), NULL, NULL);
 
     snprintf(h, sizeof(h), "If-None-Match: \"%" PRIu64 "-%" PRIu64 "\"", gen,
              n + 1000);
     put1(s, g, h, b, sizeof(b), &r);
-    expect_status(&r, 204, "PUT If-None-Match <another etag>");
-    etag_of(&r, e2, "PUT If-None-Match <another etag>");
+    http_expect_status(&r, 204, "PUT If-None-Match <another etag>");
+    http_etag_of(&r, e2, "PUT If-None-Match <another etag>");
     http_resp_free(&r);
-    expect_blob(s, g, b, sizeof(b));
+    http_expect_data(s, g, b, sizeof(b), NULL, NULL);
 
     /* the old tag is another tag now */
     snprintf(h, sizeof(h), "If-None-Match: %s", e1);
     put1(s, g, h, a, sizeof(a), &r);
-    expect_status(&r, 204, "PUT If-None-Match <the previous etag>");
+    http_expect_status(&r, 204, "PUT If-None-Match <the previous etag>");
     http_resp_free(&r);
-    expect_blob(s, g, a, sizeof(a));
+    http_expect_data(s, g, a, sizeof(a), NULL, NULL);
     assert_int_equal(srv_stop(s), 0);
 }
 
@@ -377,7 +302,7 @@ static void test_concurrent_create_only(void **state)
         struct creator c[CREATORS];
         pthread_t t[CREATORS];
         pthread_barrier_t bar;
-        new_guid(g);
+        http_guid_rand(g);
         pthread_barrier_init(&bar, NULL, CREATORS);
         for (int i = 0; i < CREATORS; i++) {
             c[i] = (struct creator){.s = s, .guid = g, .bar = &bar, .idx = i};
@@ -406,7 +331,7 @@ static void test_concurrent_create_only(void **state)
                      round, created, refused, CREATORS - 1);
         uint8_t want[CREATE_LEN];
         creator_body(want, winner);
-        expect_blob(s, g, want, sizeof(want));
+        http_expect_data(s, g, want, sizeof(want), NULL, NULL);
     }
     assert_int_equal(srv_stop(s), 0);
 }
@@ -481,9 +406,9 @@ static void test_cas_counter(void **state)
     srv_up(s, NULL);
     char g[API_GUID_STRLEN + 1];
     struct http_resp r;
-    new_guid(g);
+    http_guid_rand(g);
     put1(s, g, "If-None-Match: *", "0", 1, &r);
-    expect_status(&r, 201, "PUT counter 0");
+    http_expect_status(&r, 201, "PUT counter 0");
     http_resp_free(&r);
 
     struct casser c[CAS_THREADS];
@@ -508,7 +433,7 @@ static void test_cas_counter(void **state)
     assert_int_equal(total, CAS_THREADS * CAS_INCS);
     char want[16];
     int wl = snprintf(want, sizeof(want), "%d", CAS_THREADS * CAS_INCS);
-    expect_blob(s, g, want, (size_t)wl);
+    http_expect_data(s, g, want, (size_t)wl, NULL, NULL);
     assert_int_equal(srv_stop(s), 0);
 }
 

@@ -22,14 +22,11 @@
  */
 #include "testutil.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -58,64 +55,6 @@ static int teardown(void **state)
 
 /* ---- helpers ---- */
 
-static void new_guid(char out[API_GUID_STRLEN + 1])
-{
-    uint8_t g[API_GUID_SIZE];
-    if (getrandom(g, sizeof(g), 0) != (ssize_t)sizeof(g))
-        fail_msg("getrandom: %s", strerror(errno));
-    api_guid_format(g, out);
-}
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static long req(struct srv *s, const char *method, const char *path,
-                const char *const *hdrs, const void *body, size_t len,
-                struct http_resp *r)
-{
-    memset(r, 0, sizeof(*r));
-    if (http_req(s, method, path, hdrs, body, len, r) != 0)
-        fail_msg("%s %s: the request could not be made", method, path);
-    return r->status;
-}
-
-static void expect_status(const struct http_resp *r, long want,
-                          const char *what)
-{
-    if (r->status != want)
-        fail_msg("%s: status %ld, want %ld; body: %.300s", what, r->status,
-                 want, r->body ? r->body : "");
-}
-
-static void expect_error(const struct http_resp *r, long want, const char *code,
-                         const char *what)
-{
-    char q[64];
-    expect_status(r, want, what);
-    snprintf(q, sizeof(q), "\"%s\"", code);
-    if (!r->body || !strstr(r->body, "\"error\"") || !strstr(r->body, q))
-        fail_msg("%s: body %.300s, want error %s", what,
-                 r->body ? r->body : "(none)", code);
-}
-
-static void expect_retry_after(const struct http_resp *r, const char *what)
-{
-    char v[32];
-    if (!http_header(r, "Retry-After", v, sizeof(v)) || atoi(v) < 1)
-        fail_msg("%s: no Retry-After on a %ld", what, r->status);
-}
-
 /* Start blobd-test with the fault endpoints and wait until ready. */
 static void fault_up(struct srv *s, const char *const *argv)
 {
@@ -127,22 +66,13 @@ static void fault_up(struct srv *s, const char *const *argv)
         fail_msg("blobd-test on port %d not ready (log %s)", s->port, s->log);
 }
 
-static void restart(struct srv *s, const char *const *argv)
-{
-    int rc = srv_start(s, argv, fault_env);
-    if (rc != 0)
-        fail_msg("restart: srv_start %d (log %s)", rc, s->log);
-    if (srv_wait_ready(s) != 0)
-        fail_msg("restart: not ready (log %s)", s->log);
-}
-
 /* POST /test/<what>?<query> must answer 200 {"ok":true}. */
 static void test_ep(struct srv *s, const char *what, const char *query)
 {
     char path[256];
     struct http_resp r;
     snprintf(path, sizeof(path), "/test/%s?%s", what, query);
-    req(s, "POST", path, NULL, NULL, 0, &r);
+    http_req_ok(s, "POST", path, NULL, NULL, 0, &r);
     if (r.status != 200 || !strstr(r.body ? r.body : "", "\"ok\""))
         fail_msg("POST %s: status %ld body %.200s (is this blobd-test with "
                  "BLOBD_TEST_FAULTS=1?)",
@@ -176,7 +106,7 @@ static long put_seed(struct srv *s, const char *guid, const char *query,
     assert_non_null(buf);
     http_fill(buf, len, seed);
     snprintf(path, sizeof(path), "/blobs/%s%s", guid, query ? query : "");
-    req(s, "PUT", path, NULL, buf, len, r);
+    http_req_ok(s, "PUT", path, NULL, buf, len, r);
     free(buf);
     return r->status;
 }
@@ -187,45 +117,9 @@ static void put_ok(struct srv *s, const char *guid, size_t len, uint64_t seed,
 {
     struct http_resp r;
     put_seed(s, guid, NULL, len, seed, &r);
-    expect_status(&r, want, "PUT");
+    http_expect_status(&r, want, "PUT");
     if (etag && !http_header(&r, "ETag", etag, API_ETAG_MAX))
         fail_msg("PUT: no ETag");
-    http_resp_free(&r);
-}
-
-/* GET must answer 200 with fill(seed, len) (and etag if not NULL). */
-static void expect_blob(struct srv *s, const char *guid, size_t len,
-                        uint64_t seed, const char *etag)
-{
-    struct http_resp r;
-    char et[API_ETAG_MAX];
-    memset(&r, 0, sizeof(r));
-    long st = http_get(s, guid, &r);
-    if (st != 200)
-        fail_msg("GET %s: status %ld, want 200; body %.200s", guid, st,
-                 r.body ? r.body : "");
-    uint8_t *want = malloc(len ? len : 1);
-    assert_non_null(want);
-    http_fill(want, len, seed);
-    if (r.body_len != len || (len && memcmp(r.body, want, len) != 0))
-        fail_msg("GET %s: %zu bytes that differ from the %zu expected", guid,
-                 r.body_len, len);
-    free(want);
-    if (etag) {
-        if (!http_header(&r, "ETag", et, sizeof(et)) || strcmp(et, etag))
-            fail_msg("GET %s: ETag %s, want %s", guid, et, etag);
-    }
-    http_resp_free(&r);
-}
-
-static void expect_absent(struct srv *s, const char *guid, const char *why)
-{
-    struct http_resp r;
-    memset(&r, 0, sizeof(r));
-    long st = http_get(s, guid, &r);
-    if (st != 404)
-        fail_msg("GET %s (%s): status %ld, want 404; %zu bytes", guid, why, st,
-                 r.body_len);
     http_resp_free(&r);
 }
 
@@ -233,24 +127,24 @@ static void expect_ready(struct srv *s, long want, const char *code,
                          const char *what)
 {
     struct http_resp r;
-    req(s, "GET", "/readyz", NULL, NULL, 0, &r);
+    http_req_ok(s, "GET", "/readyz", NULL, NULL, 0, &r);
     if (code)
-        expect_error(&r, want, code, what);
+        http_expect_error(&r, want, code, what);
     else
-        expect_status(&r, want, what);
+        http_expect_status(&r, want, what);
     http_resp_free(&r);
 }
 
 /* /readyz turns 200 within ms. */
 static void wait_ready_within(struct srv *s, long ms, const char *what)
 {
-    uint64_t end = mono_ms() + (uint64_t)ms;
+    uint64_t end = http_mono_ms() + (uint64_t)ms;
     long st = 0;
-    while (mono_ms() < end) {
+    while (http_mono_ms() < end) {
         st = http_status(s, "GET", "/readyz", NULL, NULL, 0);
         if (st == 200)
             return;
-        sleep_ms(50);
+        http_sleep_ms(50);
     }
     fail_msg("%s: /readyz still %ld after %ld ms", what, st, ms);
 }
@@ -259,11 +153,11 @@ static long long flush_expect(struct srv *s, long want, const char *code)
 {
     struct http_resp r;
     long long rec = -1;
-    req(s, "POST", "/flush", NULL, NULL, 0, &r);
+    http_req_ok(s, "POST", "/flush", NULL, NULL, 0, &r);
     if (code) {
-        expect_error(&r, want, code, "POST /flush");
+        http_expect_error(&r, want, code, "POST /flush");
     } else {
-        expect_status(&r, want, "POST /flush");
+        http_expect_status(&r, want, "POST /flush");
         const char *p = strstr(r.body ? r.body : "", "\"records\":");
         if (!p)
             fail_msg("POST /flush: no records in %.200s", r.body);
@@ -283,7 +177,7 @@ static void test_headroom(void **state)
     char a[API_GUID_STRLEN + 1], g[API_GUID_STRLEN + 1];
     char full[API_GUID_STRLEN + 1], ea[API_ETAG_MAX];
     struct http_resp r;
-    new_guid(a);
+    http_guid_rand(a);
     put_ok(s, a, 50000, 1, 201, ea);
     flush_expect(s, 200, NULL);
 
@@ -291,13 +185,13 @@ static void test_headroom(void **state)
     set_avail(s, 0);
     int fitted = 0, refused = 0;
     for (int i = 0; i < 300 && !refused; i++) {
-        new_guid(g);
+        http_guid_rand(g);
         put_seed(s, g, NULL, 4096, 100 + (uint64_t)i, &r);
         if (r.status == 201) {
             fitted++;
         } else {
-            expect_error(&r, 507, "no_space",
-                         "PUT that needs blobs.dat to grow");
+            http_expect_error(&r, 507, "no_space",
+                              "PUT that needs blobs.dat to grow");
             refused = 1;
             memcpy(full, g, sizeof(full));
         }
@@ -306,31 +200,31 @@ static void test_headroom(void **state)
     if (!refused)
         fail_msg("300 new blobs stored with 0 bytes free: no 507");
     print_message("%d PUTs fitted into preallocated slots, then 507\n", fitted);
-    expect_absent(s, full, "refused with 507");
-    expect_blob(s, a, 50000, 1, ea);
+    http_expect_absent(s, full, "refused with 507");
+    http_expect_blob(s, a, 50000, 1, ea, NULL);
     expect_ready(s, 503, "no_space", "/readyz below the headroom");
 
     /* DELETE and flush still run; the freed slot is reused */
     char path[128];
     snprintf(path, sizeof(path), "/blobs/%s", a);
-    req(s, "DELETE", path, NULL, NULL, 0, &r);
-    expect_status(&r, 204, "DELETE below the headroom");
+    http_req_ok(s, "DELETE", path, NULL, NULL, 0, &r);
+    http_expect_status(&r, 204, "DELETE below the headroom");
     http_resp_free(&r);
     flush_expect(s, 200, NULL);
-    expect_absent(s, a, "deleted");
+    http_expect_absent(s, a, "deleted");
     put_ok(s, full, 30000, 7, 201, NULL);
-    expect_blob(s, full, 30000, 7, NULL);
+    http_expect_blob(s, full, 30000, 7, NULL, NULL);
     /* that was the only free slot */
-    new_guid(g);
+    http_guid_rand(g);
     put_seed(s, g, NULL, 4096, 8, &r);
-    expect_error(&r, 507, "no_space", "PUT once the freed slot is used");
+    http_expect_error(&r, 507, "no_space", "PUT once the freed slot is used");
     http_resp_free(&r);
-    expect_absent(s, g, "refused with 507");
+    http_expect_absent(s, g, "refused with 507");
 
     /* space back */
     set_avail(s, -1);
     put_ok(s, g, 4096, 9, 201, NULL);
-    expect_blob(s, g, 4096, 9, NULL);
+    http_expect_blob(s, g, 4096, 9, NULL, NULL);
     wait_ready_within(s, 3000, "space restored");
     assert_int_equal(srv_stop(s), 0);
 }
@@ -342,28 +236,29 @@ static void test_data_write_enospc(void **state)
     fault_up(s, quiet_args);
     char a[API_GUID_STRLEN + 1], b[API_GUID_STRLEN + 1], ea[API_ETAG_MAX];
     struct http_resp r;
-    new_guid(a);
-    new_guid(b);
+    http_guid_rand(a);
+    http_guid_rand(b);
     put_ok(s, a, 20000, 1, 201, ea);
 
     arm(s, "op=pwritev&mode=enospc");
     put_seed(s, b, NULL, 20000, 2, &r);
-    expect_error(&r, 507, "no_space", "PUT with ENOSPC on the data write");
+    http_expect_error(&r, 507, "no_space", "PUT with ENOSPC on the data write");
     http_resp_free(&r);
-    expect_absent(s, b, "its data write failed");
+    http_expect_absent(s, b, "its data write failed");
 
     /* a rewrite that fails keeps the old bytes */
     arm(s, "op=pwritev&mode=enospc");
     put_seed(s, a, NULL, 30000, 3, &r);
-    expect_error(&r, 507, "no_space", "rewrite with ENOSPC on the data write");
+    http_expect_error(&r, 507, "no_space",
+                      "rewrite with ENOSPC on the data write");
     http_resp_free(&r);
-    expect_blob(s, a, 20000, 1, ea);
+    http_expect_blob(s, a, 20000, 1, ea, NULL);
 
     /* not sticky */
     put_ok(s, b, 20000, 2, 201, NULL);
-    expect_blob(s, b, 20000, 2, NULL);
+    http_expect_blob(s, b, 20000, 2, NULL, NULL);
     put_ok(s, a, 30000, 3, 204, NULL);
-    expect_blob(s, a, 30000, 3, NULL);
+    http_expect_blob(s, a, 30000, 3, NULL, NULL);
     expect_ready(s, 200, NULL, "/readyz after ENOSPC");
     flush_expect(s, 200, NULL);
     assert_int_equal(srv_stop(s), 0);
@@ -377,9 +272,9 @@ static void test_short_write(void **state)
     char a[API_GUID_STRLEN + 1], b[API_GUID_STRLEN + 1], c[API_GUID_STRLEN + 1];
     char ea[API_ETAG_MAX];
     struct http_resp r;
-    new_guid(a);
-    new_guid(b);
-    new_guid(c);
+    http_guid_rand(a);
+    http_guid_rand(b);
+    http_guid_rand(c);
     put_ok(s, a, 100000, 1, 201, ea);
 
     arm(s, "op=pwritev&mode=short");
@@ -391,22 +286,22 @@ static void test_short_write(void **state)
                  r.status, r.body ? r.body : "");
     print_message("short data write: PUT answered %ld\n", r.status);
     http_resp_free(&r);
-    expect_absent(s, b, "its data write was short");
+    http_expect_absent(s, b, "its data write was short");
 
     arm(s, "op=pwritev&mode=short");
     put_seed(s, a, NULL, 200000, 3, &r);
     if (r.status >= 200 && r.status < 300)
         fail_msg("rewrite with a short data write answered %ld", r.status);
     http_resp_free(&r);
-    expect_blob(s, a, 100000, 1, ea); /* the old bytes, whole */
+    http_expect_blob(s, a, 100000, 1, ea, NULL); /* the old bytes, whole */
 
     /* a short write is not sticky (SPEC §2) */
     disarm(s);
     put_ok(s, c, 100000, 4, 201, NULL);
-    expect_blob(s, c, 100000, 4, NULL);
+    http_expect_blob(s, c, 100000, 4, NULL, NULL);
     put_ok(s, b, 100000, 2, 201, NULL);
-    expect_blob(s, b, 100000, 2, NULL);
-    expect_blob(s, a, 100000, 1, ea);
+    http_expect_blob(s, b, 100000, 2, NULL, NULL);
+    http_expect_blob(s, a, 100000, 1, ea, NULL);
     expect_ready(s, 200, NULL, "/readyz after a short write");
     assert_int_equal(srv_stop(s), 0);
 }
@@ -419,51 +314,53 @@ static void test_sticky_sync(void **state)
     char a[API_GUID_STRLEN + 1], b[API_GUID_STRLEN + 1], c[API_GUID_STRLEN + 1];
     char ea[API_ETAG_MAX], path[160];
     struct http_resp r;
-    new_guid(a);
-    new_guid(b);
-    new_guid(c);
+    http_guid_rand(a);
+    http_guid_rand(b);
+    http_guid_rand(c);
     put_ok(s, a, 70000, 1, 201, ea);
     if (flush_expect(s, 200, NULL) < 1)
         fail_msg("the flush after a PUT reported no records");
 
     arm(s, "op=sync&mode=eio");
     put_seed(s, b, "?fsync=true", 8000, 2, &r);
-    expect_error(&r, 503, "store_failed", "PUT ?fsync=true with a failed sync");
-    expect_retry_after(&r, "PUT ?fsync=true with a failed sync");
+    http_expect_error(&r, 503, "store_failed",
+                      "PUT ?fsync=true with a failed sync");
+    http_expect_retry_after(&r, "PUT ?fsync=true with a failed sync");
     http_resp_free(&r);
 
     /* sticky: every later write is refused, the fault long gone */
     put_seed(s, c, NULL, 8000, 3, &r);
-    expect_error(&r, 503, "store_failed", "plain PUT after a failed sync");
-    expect_retry_after(&r, "plain PUT after a failed sync");
+    http_expect_error(&r, 503, "store_failed", "plain PUT after a failed sync");
+    http_expect_retry_after(&r, "plain PUT after a failed sync");
     http_resp_free(&r);
     put_seed(s, a, "?fsync=true", 8000, 4, &r);
-    expect_error(&r, 503, "store_failed", "rewrite after a failed sync");
+    http_expect_error(&r, 503, "store_failed", "rewrite after a failed sync");
     http_resp_free(&r);
     snprintf(path, sizeof(path), "/blobs/%s", a);
-    req(s, "DELETE", path, NULL, NULL, 0, &r);
-    expect_error(&r, 503, "store_failed", "DELETE after a failed sync");
+    http_req_ok(s, "DELETE", path, NULL, NULL, 0, &r);
+    http_expect_error(&r, 503, "store_failed", "DELETE after a failed sync");
     http_resp_free(&r);
-    req(s, "POST", "/blobs", NULL, "x", 1, &r);
-    expect_error(&r, 503, "store_failed", "POST /blobs after a failed sync");
+    http_req_ok(s, "POST", "/blobs", NULL, "x", 1, &r);
+    http_expect_error(&r, 503, "store_failed",
+                      "POST /blobs after a failed sync");
     http_resp_free(&r);
     expect_ready(s, 503, "store_failed", "/readyz after a failed sync");
-    expect_blob(s, a, 70000, 1, ea); /* reads go on */
+    http_expect_blob(s, a, 70000, 1, ea, NULL); /* reads go on */
     flush_expect(s, 503, "store_failed");
-    sleep_ms(100);
+    http_sleep_ms(100);
     if (!srv_log_has(s, "sync") || !srv_log_has(s, "Input/output error"))
         fail_msg("the log %s does not name the failed sync and its errno",
                  s->log);
 
     srv_kill(s);
-    restart(s, quiet_args);
-    expect_blob(s, a, 70000, 1, ea);
+    srv_restart(s, quiet_args, fault_env);
+    http_expect_blob(s, a, 70000, 1, ea, NULL);
     expect_ready(s, 200, NULL, "/readyz after the restart");
     put_seed(s, b, NULL, 8000, 2, &r);
     if (r.status != 201 && r.status != 204)
         fail_msg("PUT after the restart: %ld", r.status);
     http_resp_free(&r);
-    expect_blob(s, b, 8000, 2, NULL);
+    http_expect_blob(s, b, 8000, 2, NULL, NULL);
     put_ok(s, c, 8000, 3, 201, NULL);
     flush_expect(s, 200, NULL);
     assert_int_equal(srv_stop(s), 0);
@@ -475,7 +372,7 @@ static void test_log_append_enospc(void **state)
     struct srv *s = &g_srv;
     fault_up(s, quiet_args);
     char x[API_GUID_STRLEN + 1], ex[API_ETAG_MAX];
-    new_guid(x);
+    http_guid_rand(x);
     flush_expect(s, 200, NULL); /* nothing pending but x from here */
     put_ok(s, x, 12345, 1, 201, ex);
 
@@ -483,15 +380,16 @@ static void test_log_append_enospc(void **state)
     arm(s, "op=pwritev&mode=enospc&nth=1");
     flush_expect(s, 507, "no_space");
     disarm(s);
-    expect_blob(s, x, 12345, 1, ex); /* nothing acknowledged is undone */
+    http_expect_blob(s, x, 12345, 1, ex,
+                     NULL); /* nothing acknowledged is undone */
     expect_ready(s, 200, NULL, "/readyz after a log ENOSPC (not sticky)");
     long long rec = flush_expect(s, 200, NULL);
     if (rec < 1)
         fail_msg("the retried flush reported %lld records, want >= 1", rec);
 
     srv_kill(s);
-    restart(s, quiet_args);
-    expect_blob(s, x, 12345, 1, ex);
+    srv_restart(s, quiet_args, fault_env);
+    http_expect_blob(s, x, 12345, 1, ex, NULL);
     assert_int_equal(srv_stop(s), 0);
 }
 
@@ -502,15 +400,15 @@ static void test_read_eio(void **state)
     fault_up(s, quiet_args);
     char x[API_GUID_STRLEN + 1], ex[API_ETAG_MAX];
     struct http_resp r;
-    new_guid(x);
+    http_guid_rand(x);
     put_ok(s, x, 40000, 1, 201, ex);
 
     arm(s, "op=pread&mode=eio");
     memset(&r, 0, sizeof(r));
     http_get(s, x, &r);
-    expect_error(&r, 500, "io_error", "GET with EIO on the read");
+    http_expect_error(&r, 500, "io_error", "GET with EIO on the read");
     http_resp_free(&r);
-    expect_blob(s, x, 40000, 1, ex);
+    http_expect_blob(s, x, 40000, 1, ex, NULL);
     expect_ready(s, 200, NULL, "/readyz after a read EIO");
     assert_int_equal(srv_stop(s), 0);
 }
@@ -523,39 +421,39 @@ static void test_opening(void **state)
                                       "BLOBD_TEST_OPEN_DELAY_MS=2000", NULL};
     char g[API_GUID_STRLEN + 1], path[160];
     struct http_resp r;
-    new_guid(g);
+    http_guid_rand(g);
     srv_init(s);
-    uint64_t t0 = mono_ms();
+    uint64_t t0 = http_mono_ms();
     int rc = srv_start(s, quiet_args, env);
     if (rc != 0)
         fail_msg("blobd-test did not start: %d", rc);
 
     expect_ready(s, 503, "not_ready", "/readyz while opening");
     put_seed(s, g, NULL, 1000, 1, &r);
-    expect_error(&r, 503, "not_ready", "PUT while opening");
-    expect_retry_after(&r, "PUT while opening");
+    http_expect_error(&r, 503, "not_ready", "PUT while opening");
+    http_expect_retry_after(&r, "PUT while opening");
     http_resp_free(&r);
     snprintf(path, sizeof(path), "/blobs/%s", g);
-    req(s, "GET", path, NULL, NULL, 0, &r);
-    expect_error(&r, 503, "not_ready", "GET while opening");
-    expect_retry_after(&r, "GET while opening");
+    http_req_ok(s, "GET", path, NULL, NULL, 0, &r);
+    http_expect_error(&r, 503, "not_ready", "GET while opening");
+    http_expect_retry_after(&r, "GET while opening");
     http_resp_free(&r);
-    req(s, "POST", "/flush", NULL, NULL, 0, &r);
-    expect_error(&r, 503, "not_ready", "POST /flush while opening");
+    http_req_ok(s, "POST", "/flush", NULL, NULL, 0, &r);
+    http_expect_error(&r, 503, "not_ready", "POST /flush while opening");
     http_resp_free(&r);
-    req(s, "GET", "/healthz", NULL, NULL, 0, &r);
-    expect_status(&r, 200, "/healthz while opening (alive)");
+    http_req_ok(s, "GET", "/healthz", NULL, NULL, 0, &r);
+    http_expect_status(&r, 200, "/healthz while opening (alive)");
     http_resp_free(&r);
-    if (mono_ms() - t0 >= 1900)
+    if (http_mono_ms() - t0 >= 1900)
         print_message("note: the checks above took %" PRIu64 " ms\n",
-                      mono_ms() - t0);
+                      http_mono_ms() - t0);
 
     wait_ready_within(s, 10000, "after the open delay");
-    uint64_t took = mono_ms() - t0;
+    uint64_t took = http_mono_ms() - t0;
     if (took < 1500)
         fail_msg("ready after %" PRIu64 " ms with a 2000 ms open delay", took);
     put_ok(s, g, 1000, 1, 201, NULL);
-    expect_blob(s, g, 1000, 1, NULL);
+    http_expect_blob(s, g, 1000, 1, NULL, NULL);
     assert_int_equal(srv_stop(s), 0);
 }
 
@@ -576,9 +474,9 @@ static void *bg_put_main(void *arg)
     struct bg_put *b = arg;
     struct http_resp r;
     char path[160];
-    sleep_ms(b->delay_ms);
+    http_sleep_ms(b->delay_ms);
     snprintf(path, sizeof(path), "/blobs/%s?fsync=true", b->guid);
-    uint64_t t0 = mono_ms();
+    uint64_t t0 = http_mono_ms();
     memset(&r, 0, sizeof(r));
     if (http_req(b->s, "PUT", path, NULL, "x", 1, &r) == 0) {
         b->status = r.status;
@@ -589,7 +487,7 @@ static void *bg_put_main(void *arg)
             snprintf(b->code, sizeof(b->code), "%.*s",
                      (int)strcspn(e + 9, "\""), e + 9);
     }
-    b->took_ms = (long)(mono_ms() - t0);
+    b->took_ms = (long)(http_mono_ms() - t0);
     http_resp_free(&r);
     return NULL;
 }
@@ -610,7 +508,7 @@ static void test_overload(void **state)
                           {.s = s, .delay_ms = 500}};
     pthread_t t[3];
     for (int i = 0; i < 3; i++) {
-        new_guid(p[i].guid);
+        http_guid_rand(p[i].guid);
         assert_int_equal(pthread_create(&t[i], NULL, bg_put_main, &p[i]), 0);
     }
     for (int i = 0; i < 3; i++)

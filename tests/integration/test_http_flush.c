@@ -13,8 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -40,50 +38,6 @@ static int teardown(void **state)
 
 /* ---- helpers ---- */
 
-static void new_guid(char out[API_GUID_STRLEN + 1])
-{
-    uint8_t g[API_GUID_SIZE];
-    if (getrandom(g, sizeof(g), 0) != (ssize_t)sizeof(g))
-        fail_msg("getrandom: %s", strerror(errno));
-    api_guid_format(g, out);
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static long req(struct srv *s, const char *method, const char *path,
-                const char *const *hdrs, const void *body, size_t len,
-                struct http_resp *r)
-{
-    memset(r, 0, sizeof(*r));
-    if (http_req(s, method, path, hdrs, body, len, r) != 0)
-        fail_msg("%s %s: the request could not be made", method, path);
-    return r->status;
-}
-
-static void expect_status(const struct http_resp *r, long want,
-                          const char *what)
-{
-    if (r->status != want)
-        fail_msg("%s: status %ld, want %ld; body: %.300s", what, r->status,
-                 want, r->body ? r->body : "");
-}
-
-static void expect_error(const struct http_resp *r, long want, const char *code,
-                         const char *what)
-{
-    char q[64];
-    expect_status(r, want, what);
-    snprintf(q, sizeof(q), "\"%s\"", code);
-    if (!r->body || !strstr(r->body, "\"error\"") || !strstr(r->body, q))
-        fail_msg("%s: body %.300s, want error %s", what,
-                 r->body ? r->body : "(none)", code);
-}
-
 /* Blob-Durable must be want ("true" / "false"). */
 static void expect_durable(const struct http_resp *r, const char *want,
                            const char *what)
@@ -93,13 +47,6 @@ static void expect_durable(const struct http_resp *r, const char *want,
         fail_msg("%s: no Blob-Durable header", what);
     if (strcmp(v, want) != 0)
         fail_msg("%s: Blob-Durable: %s, want %s", what, v, want);
-}
-
-static void etag_of(const struct http_resp *r, char out[API_ETAG_MAX],
-                    const char *what)
-{
-    if (!http_header(r, "ETag", out, API_ETAG_MAX))
-        fail_msg("%s: no ETag header", what);
 }
 
 static uint64_t etag_gen(const char *etag)
@@ -137,8 +84,8 @@ static long long flush_records(struct srv *s)
     struct http_resp r;
     char ct[128];
     long long rec = -1, v;
-    req(s, "POST", "/flush", NULL, NULL, 0, &r);
-    expect_status(&r, 200, "POST /flush");
+    http_req_ok(s, "POST", "/flush", NULL, NULL, 0, &r);
+    http_expect_status(&r, 200, "POST /flush");
     if (!http_header(&r, "Content-Type", ct, sizeof(ct)) ||
         !strstr(ct, "application/json"))
         fail_msg("POST /flush: Content-Type %s", ct);
@@ -174,50 +121,22 @@ static long put_blob(struct srv *s, struct blob *b, const char *query,
     assert_non_null(buf);
     http_fill(buf, b->len, b->seed);
     snprintf(path, sizeof(path), "/blobs/%s%s", b->guid, query ? query : "");
-    req(s, "PUT", path, NULL, buf, b->len, r);
+    http_req_ok(s, "PUT", path, NULL, buf, b->len, r);
     free(buf);
     if (r->status == 201 || r->status == 204) {
-        etag_of(r, b->etag, "PUT");
+        http_etag_of(r, b->etag, "PUT");
         b->present = 1;
     }
     return r->status;
 }
 
+/* GET b: its bytes and ETag while present, 404 once deleted. */
 static void check_blob(struct srv *s, const struct blob *b)
 {
-    struct http_resp r;
-    char et[API_ETAG_MAX];
-    memset(&r, 0, sizeof(r));
-    long st = http_get(s, b->guid, &r);
-    if (!b->present) {
-        if (st != 404)
-            fail_msg("GET %s: status %ld, want 404 (deleted)", b->guid, st);
-        http_resp_free(&r);
-        return;
-    }
-    if (st != 200)
-        fail_msg("GET %s: status %ld, want 200; body %.200s", b->guid, st,
-                 r.body ? r.body : "");
-    uint8_t *want = malloc(b->len ? b->len : 1);
-    assert_non_null(want);
-    http_fill(want, b->len, b->seed);
-    if (r.body_len != b->len || (b->len && memcmp(r.body, want, b->len)))
-        fail_msg("GET %s: %zu bytes that differ from the %zu written", b->guid,
-                 r.body_len, b->len);
-    free(want);
-    etag_of(&r, et, "GET");
-    if (strcmp(et, b->etag) != 0)
-        fail_msg("GET %s: ETag %s, want %s", b->guid, et, b->etag);
-    http_resp_free(&r);
-}
-
-static void restart(struct srv *s, const char *const *argv)
-{
-    int rc = srv_start(s, argv, NULL);
-    if (rc != 0)
-        fail_msg("restart: srv_start %d (log %s)", rc, s->log);
-    if (srv_wait_ready(s) != 0)
-        fail_msg("restart: not ready (log %s)", s->log);
+    if (b->present)
+        http_expect_blob(s, b->guid, b->len, b->seed, b->etag, NULL);
+    else
+        http_expect_absent(s, b->guid, "deleted");
 }
 
 static void del_blob(struct srv *s, struct blob *b, const char *query,
@@ -226,8 +145,8 @@ static void del_blob(struct srv *s, struct blob *b, const char *query,
     char path[160];
     struct http_resp r;
     snprintf(path, sizeof(path), "/blobs/%s%s", b->guid, query ? query : "");
-    req(s, "DELETE", path, NULL, NULL, 0, &r);
-    expect_status(&r, 204, "DELETE");
+    http_req_ok(s, "DELETE", path, NULL, NULL, 0, &r);
+    http_expect_status(&r, 204, "DELETE");
     if (durable)
         expect_durable(&r, durable, "DELETE");
     http_resp_free(&r);
@@ -249,12 +168,12 @@ static void test_durable_header(void **state)
     struct blob c = {.len = 3000, .seed = 3};
     struct http_resp r;
     char loc[256];
-    new_guid(a.guid);
-    new_guid(b.guid);
-    new_guid(c.guid);
+    http_guid_rand(a.guid);
+    http_guid_rand(b.guid);
+    http_guid_rand(c.guid);
 
     put_blob(s, &a, NULL, &r);
-    expect_status(&r, 201, "plain PUT");
+    http_expect_status(&r, 201, "plain PUT");
     expect_durable(&r, "false", "plain PUT");
     if (!strstr(r.body ? r.body : "", "\"durable\":false"))
         fail_msg("plain PUT: body %s", r.body ? r.body : "(none)");
@@ -262,30 +181,30 @@ static void test_durable_header(void **state)
 
     a.seed = 4;
     put_blob(s, &a, "?fsync=true", &r);
-    expect_status(&r, 204, "PUT ?fsync=true (replace)");
+    http_expect_status(&r, 204, "PUT ?fsync=true (replace)");
     expect_durable(&r, "true", "PUT ?fsync=true (replace)");
     http_resp_free(&r);
 
     put_blob(s, &b, "?fsync=true", &r);
-    expect_status(&r, 201, "PUT ?fsync=true (new)");
+    http_expect_status(&r, 201, "PUT ?fsync=true (new)");
     expect_durable(&r, "true", "PUT ?fsync=true (new)");
     if (!strstr(r.body ? r.body : "", "\"durable\":true"))
         fail_msg("PUT ?fsync=true: body %s", r.body ? r.body : "(none)");
     http_resp_free(&r);
 
     put_blob(s, &c, "?fsync=1", &r);
-    expect_status(&r, 201, "PUT ?fsync=1");
+    http_expect_status(&r, 201, "PUT ?fsync=1");
     expect_durable(&r, "true", "PUT ?fsync=1");
     http_resp_free(&r);
 
     uint8_t body[777];
     http_fill(body, sizeof(body), 5);
-    req(s, "POST", "/blobs", NULL, body, sizeof(body), &r);
-    expect_status(&r, 201, "plain POST /blobs");
+    http_req_ok(s, "POST", "/blobs", NULL, body, sizeof(body), &r);
+    http_expect_status(&r, 201, "plain POST /blobs");
     expect_durable(&r, "false", "plain POST /blobs");
     http_resp_free(&r);
-    req(s, "POST", "/blobs?fsync=true", NULL, body, sizeof(body), &r);
-    expect_status(&r, 201, "POST /blobs?fsync=true");
+    http_req_ok(s, "POST", "/blobs?fsync=true", NULL, body, sizeof(body), &r);
+    http_expect_status(&r, 201, "POST /blobs?fsync=true");
     expect_durable(&r, "true", "POST /blobs?fsync=true");
     if (!http_header(&r, "Location", loc, sizeof(loc)) ||
         strncmp(loc, "/blobs/", 7) != 0 || strlen(loc) != 7 + 32)
@@ -305,19 +224,19 @@ static void test_durable_header(void **state)
 
     /* bad fsync values: 400 bad_query, nothing changed */
     struct blob d = {.len = 100, .seed = 6};
-    new_guid(d.guid);
+    http_guid_rand(d.guid);
     put_blob(s, &d, "?fsync=bogus", &r);
-    expect_error(&r, 400, "bad_query", "PUT ?fsync=bogus");
+    http_expect_error(&r, 400, "bad_query", "PUT ?fsync=bogus");
     http_resp_free(&r);
     d.present = 0;
     check_blob(s, &d);
-    req(s, "POST", "/blobs?fsync=yes", NULL, body, sizeof(body), &r);
-    expect_error(&r, 400, "bad_query", "POST /blobs?fsync=yes");
+    http_req_ok(s, "POST", "/blobs?fsync=yes", NULL, body, sizeof(body), &r);
+    http_expect_error(&r, 400, "bad_query", "POST /blobs?fsync=yes");
     http_resp_free(&r);
     char path[160];
     snprintf(path, sizeof(path), "/blobs/%s?fsync=2", c.guid);
-    req(s, "DELETE", path, NULL, NULL, 0, &r);
-    expect_error(&r, 400, "bad_query", "DELETE ?fsync=2");
+    http_req_ok(s, "DELETE", path, NULL, NULL, 0, &r);
+    http_expect_error(&r, 400, "bad_query", "DELETE ?fsync=2");
     http_resp_free(&r);
     check_blob(s, &c); /* still there */
     assert_int_equal(srv_stop(s), 0);
@@ -335,7 +254,7 @@ static void test_flush_records(void **state)
                         {.len = 524288, .seed = 13}};
     struct http_resp r;
     for (int i = 0; i < 4; i++)
-        new_guid(b[i].guid);
+        http_guid_rand(b[i].guid);
 
     flush_records(s); /* whatever the open left pending */
     long long rec = flush_records(s);
@@ -343,7 +262,7 @@ static void test_flush_records(void **state)
         fail_msg("a flush with no change since the last: records %lld", rec);
 
     put_blob(s, &b[0], NULL, &r);
-    expect_status(&r, 201, "PUT");
+    http_expect_status(&r, 201, "PUT");
     expect_durable(&r, "false", "PUT (--flush-interval-ms 0)");
     http_resp_free(&r);
     rec = flush_records(s);
@@ -355,7 +274,7 @@ static void test_flush_records(void **state)
 
     for (int i = 1; i < 4; i++) {
         put_blob(s, &b[i], NULL, &r);
-        expect_status(&r, 201, "PUT");
+        http_expect_status(&r, 201, "PUT");
         http_resp_free(&r);
     }
     del_blob(s, &b[0], NULL, "false");
@@ -381,30 +300,30 @@ static void test_sync_writes(void **state)
     struct blob p = {.len = 333, .seed = 22};
     struct http_resp r;
     char loc[256];
-    new_guid(a.guid);
-    new_guid(b.guid);
+    http_guid_rand(a.guid);
+    http_guid_rand(b.guid);
 
     put_blob(s, &a, NULL, &r);
-    expect_status(&r, 201, "PUT (--sync-writes)");
+    http_expect_status(&r, 201, "PUT (--sync-writes)");
     expect_durable(&r, "true", "PUT new (--sync-writes)");
     http_resp_free(&r);
     a.seed = 23;
     put_blob(s, &a, NULL, &r);
-    expect_status(&r, 204, "PUT replace (--sync-writes)");
+    http_expect_status(&r, 204, "PUT replace (--sync-writes)");
     expect_durable(&r, "true", "PUT replace (--sync-writes)");
     http_resp_free(&r);
     put_blob(s, &b, NULL, &r);
-    expect_status(&r, 201, "PUT (--sync-writes)");
+    http_expect_status(&r, 201, "PUT (--sync-writes)");
     http_resp_free(&r);
 
     uint8_t body[333];
     http_fill(body, sizeof(body), p.seed);
-    req(s, "POST", "/blobs", NULL, body, sizeof(body), &r);
-    expect_status(&r, 201, "POST /blobs (--sync-writes)");
+    http_req_ok(s, "POST", "/blobs", NULL, body, sizeof(body), &r);
+    http_expect_status(&r, 201, "POST /blobs (--sync-writes)");
     expect_durable(&r, "true", "POST /blobs (--sync-writes)");
     if (!http_header(&r, "Location", loc, sizeof(loc)) || strlen(loc) != 7 + 32)
         fail_msg("POST /blobs: Location %s", loc);
-    etag_of(&r, p.etag, "POST /blobs");
+    http_etag_of(&r, p.etag, "POST /blobs");
     http_resp_free(&r);
     memcpy(p.guid, loc + 7, API_GUID_STRLEN);
     p.guid[API_GUID_STRLEN] = '\0';
@@ -415,7 +334,7 @@ static void test_sync_writes(void **state)
     /* every answer said durable: all of it survives a SIGKILL */
     srv_kill(s);
     const char *args2[] = {"--flush-interval-ms", "0", NULL};
-    restart(s, args2);
+    srv_restart(s, args2, NULL);
     check_blob(s, &a);
     check_blob(s, &b);
     check_blob(s, &p);
@@ -446,11 +365,11 @@ static void test_restart_persistence(void **state)
     uint64_t maxgen = 0;
     for (int i = 0; i < NPERSIST; i++) {
         memset(&b[i], 0, sizeof(b[i]));
-        new_guid(b[i].guid);
+        http_guid_rand(b[i].guid);
         b[i].len = mixed_len(i, &rs);
         b[i].seed = tu_rand(&rs);
         put_blob(s, &b[i], NULL, &r);
-        expect_status(&r, 201, "PUT");
+        http_expect_status(&r, 201, "PUT");
         http_resp_free(&r);
     }
     /* a few rewrites and deletes on top */
@@ -458,7 +377,7 @@ static void test_restart_persistence(void **state)
         b[i].seed = tu_rand(&rs);
         b[i].len = mixed_len(i + 1, &rs);
         put_blob(s, &b[i], NULL, &r);
-        expect_status(&r, 204, "PUT (replace)");
+        http_expect_status(&r, 204, "PUT (replace)");
         http_resp_free(&r);
     }
     for (int i = 20; i < 23; i++)
@@ -473,16 +392,16 @@ static void test_restart_persistence(void **state)
     int oldport = s->port;
 
     srv_kill(s);
-    restart(s, args);
+    srv_restart(s, args, NULL);
     print_message("restarted: port %d -> %d\n", oldport, s->port);
     for (int i = 0; i < NPERSIST; i++)
         check_blob(s, &b[i]);
 
     /* new writes use a higher generation; old ETags stay */
     struct blob n = {.len = 1234, .seed = 99};
-    new_guid(n.guid);
+    http_guid_rand(n.guid);
     put_blob(s, &n, NULL, &r);
-    expect_status(&r, 201, "PUT after restart");
+    http_expect_status(&r, 201, "PUT after restart");
     http_resp_free(&r);
     if (etag_gen(n.etag) <= maxgen)
         fail_msg("ETag after restart %s: generation not above %" PRIu64, n.etag,
@@ -490,7 +409,7 @@ static void test_restart_persistence(void **state)
     b[0].seed = 98;
     b[0].len = 4321;
     put_blob(s, &b[0], NULL, &r);
-    expect_status(&r, 204, "rewrite after restart");
+    http_expect_status(&r, 204, "rewrite after restart");
     http_resp_free(&r);
     if (etag_gen(b[0].etag) <= maxgen)
         fail_msg("ETag of a rewrite after restart %s: generation not above "
@@ -513,23 +432,23 @@ static void test_fsync_survives_kill(void **state)
     struct http_resp r;
     for (int i = 0; i < 12; i++) {
         memset(&b[i], 0, sizeof(b[i]));
-        new_guid(b[i].guid);
+        http_guid_rand(b[i].guid);
         b[i].len = (size_t)(tu_rand(&rs) % 300000);
         b[i].seed = tu_rand(&rs);
         put_blob(s, &b[i], "?fsync=true", &r);
-        expect_status(&r, 201, "PUT ?fsync=true");
+        http_expect_status(&r, 201, "PUT ?fsync=true");
         expect_durable(&r, "true", "PUT ?fsync=true");
         http_resp_free(&r);
     }
     b[3].seed = 77;
     put_blob(s, &b[3], "?fsync=true", &r);
-    expect_status(&r, 204, "PUT ?fsync=true (replace)");
+    http_expect_status(&r, 204, "PUT ?fsync=true (replace)");
     expect_durable(&r, "true", "PUT ?fsync=true (replace)");
     http_resp_free(&r);
     del_blob(s, &b[5], "?fsync=true", "true");
 
     srv_kill(s);
-    restart(s, args);
+    srv_restart(s, args, NULL);
     for (int i = 0; i < 12; i++)
         check_blob(s, &b[i]);
     assert_int_equal(srv_stop(s), 0);
@@ -547,28 +466,28 @@ static void test_sigterm_flushes(void **state)
     uint64_t maxgen = 0;
     for (int i = 0; i < 20; i++) {
         memset(&b[i], 0, sizeof(b[i]));
-        new_guid(b[i].guid);
+        http_guid_rand(b[i].guid);
         b[i].len = (size_t)(tu_rand(&rs) % 200000);
         b[i].seed = tu_rand(&rs);
         put_blob(s, &b[i], NULL, &r);
-        expect_status(&r, 201, "PUT");
+        http_expect_status(&r, 201, "PUT");
         expect_durable(&r, "false", "plain PUT (--flush-interval-ms 0)");
         http_resp_free(&r);
     }
     flush_records(s); /* b[0..19] flushed; what follows is not */
     b[1].seed = 1234;
     put_blob(s, &b[1], NULL, &r);
-    expect_status(&r, 204, "PUT (replace)");
+    http_expect_status(&r, 204, "PUT (replace)");
     http_resp_free(&r);
     del_blob(s, &b[2], NULL, "false");
     struct blob late[5];
     for (int i = 0; i < 5; i++) {
         memset(&late[i], 0, sizeof(late[i]));
-        new_guid(late[i].guid);
+        http_guid_rand(late[i].guid);
         late[i].len = 5000 + (size_t)i;
         late[i].seed = 500 + (uint64_t)i;
         put_blob(s, &late[i], NULL, &r);
-        expect_status(&r, 201, "PUT");
+        http_expect_status(&r, 201, "PUT");
         http_resp_free(&r);
     }
     for (int i = 0; i < 20; i++)
@@ -578,15 +497,15 @@ static void test_sigterm_flushes(void **state)
     int st = srv_stop(s);
     if (st != 0)
         fail_msg("SIGTERM: exit status %d, want 0 (log %s)", st, s->log);
-    restart(s, args);
+    srv_restart(s, args, NULL);
     for (int i = 0; i < 20; i++)
         check_blob(s, &b[i]);
     for (int i = 0; i < 5; i++)
         check_blob(s, &late[i]);
     struct blob n = {.len = 10, .seed = 3};
-    new_guid(n.guid);
+    http_guid_rand(n.guid);
     put_blob(s, &n, NULL, &r);
-    expect_status(&r, 201, "PUT after restart");
+    http_expect_status(&r, 201, "PUT after restart");
     http_resp_free(&r);
     if (etag_gen(n.etag) <= maxgen)
         fail_msg("ETag after restart %s: generation not above %" PRIu64, n.etag,
@@ -604,17 +523,17 @@ static void test_flush_interval(void **state)
     struct http_resp r;
     for (int i = 0; i < 5; i++) {
         memset(&b[i], 0, sizeof(b[i]));
-        new_guid(b[i].guid);
+        http_guid_rand(b[i].guid);
         b[i].len = 1000 + 30000 * (size_t)i;
         b[i].seed = 900 + (uint64_t)i;
         put_blob(s, &b[i], NULL, &r);
-        expect_status(&r, 201, "PUT");
+        http_expect_status(&r, 201, "PUT");
         expect_durable(&r, "false", "plain PUT");
         http_resp_free(&r);
     }
-    sleep_ms(1000); /* five flush intervals */
+    http_sleep_ms(1000); /* five flush intervals */
     srv_kill(s);
-    restart(s, args);
+    srv_restart(s, args, NULL);
     for (int i = 0; i < 5; i++)
         check_blob(s, &b[i]);
     assert_int_equal(srv_stop(s), 0);

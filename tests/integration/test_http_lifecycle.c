@@ -17,7 +17,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -26,11 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -71,28 +68,6 @@ static int teardown(void **state)
 
 /* ---- helpers ---- */
 
-static void new_guid(char out[API_GUID_STRLEN + 1])
-{
-    uint8_t g[API_GUID_SIZE];
-    if (getrandom(g, sizeof(g), 0) != (ssize_t)sizeof(g))
-        fail_msg("getrandom: %s", strerror(errno));
-    api_guid_format(g, out);
-}
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 static const char *tmpdir(void)
 {
     if (!g_tmp)
@@ -132,7 +107,7 @@ static int run_blobd(const char *const *args, const char *const *env, char *out,
     if (pipe2(p, O_CLOEXEC) < 0)
         fail_msg("pipe: %s", strerror(errno));
     pid_t parent = getpid();
-    uint64_t t0 = mono_ms();
+    uint64_t t0 = http_mono_ms();
     pid_t pid = fork();
     if (pid < 0)
         fail_msg("fork: %s", strerror(errno));
@@ -160,7 +135,7 @@ static int run_blobd(const char *const *args, const char *const *env, char *out,
     if (cap)
         out[0] = '\0';
     for (;;) {
-        uint64_t now = mono_ms();
+        uint64_t now = http_mono_ms();
         if (now - t0 >= (uint64_t)timeout_ms) {
             timed_out = 1;
             break;
@@ -193,7 +168,7 @@ static int run_blobd(const char *const *args, const char *const *env, char *out,
     while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
         ;
     if (ms)
-        *ms = mono_ms() - t0;
+        *ms = http_mono_ms() - t0;
     return timed_out ? -1 : status_of(ws);
 }
 
@@ -211,38 +186,14 @@ static void expect_output(const char *what, const char *out, const char *needle)
                  out);
 }
 
-/* A raw TCP connection to the server (for requests curl will not send). */
-static int sock_connect(int port)
+/* A raw TCP connection to the server (for requests curl will not send);
+ * fails the test when it cannot be made. */
+static int sock_connect(struct srv *s)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = http_raw_connect(s);
     if (fd < 0)
-        fail_msg("socket: %s", strerror(errno));
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
-        fail_msg("connect to port %d: %s", port, strerror(errno));
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        fail_msg("connect to port %d: %s", s->port, strerror(errno));
     return fd;
-}
-
-static int sock_send(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 /* Read until the end of a response's header block (or EOF, or timeout):
@@ -252,7 +203,7 @@ static int sock_status(int fd, int timeout_ms)
 {
     char buf[4096];
     size_t n = 0;
-    uint64_t end = mono_ms() + (uint64_t)timeout_ms;
+    uint64_t end = http_mono_ms() + (uint64_t)timeout_ms;
     for (;;) {
         buf[n] = '\0';
         char *hdr = strstr(buf, "\r\n\r\n");
@@ -268,7 +219,7 @@ static int sock_status(int fd, int timeout_ms)
             }
             return st;
         }
-        uint64_t now = mono_ms();
+        uint64_t now = http_mono_ms();
         if (now >= end)
             return -1;
         struct pollfd pf = {fd, POLLIN, 0};
@@ -286,44 +237,6 @@ static int sock_status(int fd, int timeout_ms)
         if (n >= sizeof(buf) - 1)
             return 0;
     }
-}
-
-static void expect_blob(struct srv *s, const char *guid, size_t len,
-                        uint64_t seed)
-{
-    struct http_resp r;
-    memset(&r, 0, sizeof(r));
-    long st = http_get(s, guid, &r);
-    if (st != 200)
-        fail_msg("GET %s: status %ld, want 200; body %.200s", guid, st,
-                 r.body ? r.body : "");
-    uint8_t *want = malloc(len ? len : 1);
-    assert_non_null(want);
-    http_fill(want, len, seed);
-    if (r.body_len != len || (len && memcmp(r.body, want, len) != 0))
-        fail_msg("GET %s: %zu bytes that differ from the %zu written", guid,
-                 r.body_len, len);
-    free(want);
-    http_resp_free(&r);
-}
-
-static void expect_absent(struct srv *s, const char *guid, const char *why)
-{
-    struct http_resp r;
-    memset(&r, 0, sizeof(r));
-    long st = http_get(s, guid, &r);
-    if (st != 404)
-        fail_msg("GET %s (%s): status %ld, want 404", guid, why, st);
-    http_resp_free(&r);
-}
-
-static void restart(struct srv *s, const char *const *argv)
-{
-    int rc = srv_start(s, argv, NULL);
-    if (rc != 0)
-        fail_msg("restart: srv_start %d (log %s)", rc, s->log);
-    if (srv_wait_ready(s) != 0)
-        fail_msg("restart: not ready (log %s)", s->log);
 }
 
 /* ---- exit codes ---- */
@@ -444,7 +357,7 @@ static void test_locked(void **state)
     char out[8192], g[API_GUID_STRLEN + 1];
     uint64_t ms = 0;
     srv_up(s, NULL);
-    new_guid(g);
+    http_guid_rand(g);
     uint8_t body[1000];
     http_fill(body, sizeof(body), 1);
     assert_int_equal(http_put(s, g, body, sizeof(body), NULL), 201);
@@ -460,7 +373,7 @@ static void test_locked(void **state)
 
     /* the first one is untouched */
     assert_int_equal(http_status(s, "GET", "/readyz", NULL, NULL, 0), 200);
-    expect_blob(s, g, sizeof(body), 1);
+    http_expect_blob(s, g, sizeof(body), 1, NULL, NULL);
     assert_int_equal(http_put(s, g, body, 10, NULL), 204);
     assert_int_equal(srv_stop(s), 0);
 }
@@ -471,7 +384,7 @@ static void test_corrupt(void **state)
     struct srv *s = &g_srv;
     char out[8192], g[API_GUID_STRLEN + 1], mf[2048];
     srv_up(s, NULL);
-    new_guid(g);
+    http_guid_rand(g);
     uint8_t body[1000];
     http_fill(body, sizeof(body), 1);
     assert_int_equal(http_put(s, g, body, sizeof(body), NULL), 201);
@@ -559,13 +472,13 @@ struct writer {
 static void *writer_main(void *p)
 {
     struct writer *w = p;
-    uint64_t rs = ((uint64_t)w->id << 40) ^ mono_ms();
+    uint64_t rs = ((uint64_t)w->id << 40) ^ http_mono_ms();
     uint8_t *buf = malloc(200000);
     if (!buf)
         return NULL;
     for (uint64_t k = 0; !atomic_load(w->stop); k++) {
         struct wrec rec;
-        new_guid(rec.guid);
+        http_guid_rand(rec.guid);
         rec.len = (size_t)(tu_rand(&rs) % 200000);
         rec.seed = ((uint64_t)w->id << 32) | k;
         http_fill(buf, rec.len, rec.seed);
@@ -617,11 +530,11 @@ static void test_graceful_inflight(void **state)
         w[i] = (struct writer){.s = s, .id = i, .stop = &stop};
         assert_int_equal(pthread_create(&t[i], NULL, writer_main, &w[i]), 0);
     }
-    sleep_ms(800);
-    uint64_t t0 = mono_ms();
+    http_sleep_ms(800);
+    uint64_t t0 = http_mono_ms();
     srv_signal(s, SIGTERM);
     int st = srv_wait(s, (8 + 5) * 1000);
-    uint64_t took = mono_ms() - t0;
+    uint64_t took = http_mono_ms() - t0;
     atomic_store(&stop, 1);
     for (int i = 0; i < WRITERS; i++)
         pthread_join(t[i], NULL);
@@ -647,10 +560,11 @@ static void test_graceful_inflight(void **state)
     if (total < WRITERS)
         fail_msg("only %zu PUTs acknowledged before the shutdown", total);
 
-    restart(s, args);
+    srv_restart(s, args, NULL);
     for (int i = 0; i < WRITERS; i++) {
         for (size_t k = 0; k < w[i].nok; k++)
-            expect_blob(s, w[i].ok[k].guid, w[i].ok[k].len, w[i].ok[k].seed);
+            http_expect_blob(s, w[i].ok[k].guid, w[i].ok[k].len,
+                             w[i].ok[k].seed, NULL, NULL);
         free(w[i].ok);
         w[i].ok = NULL;
     }
@@ -674,22 +588,22 @@ static void test_suspended_at_shutdown(void **state)
     /* requests in flight: headers and half of each body */
     for (int i = 0; i < SUSPENDED; i++) {
         char head[256];
-        new_guid(guid[i]);
+        http_guid_rand(guid[i]);
         int hl = snprintf(head, sizeof(head),
                           "PUT /blobs/%s?fsync=true HTTP/1.1\r\n"
                           "Host: 127.0.0.1\r\nContent-Length: %d\r\n\r\n",
                           guid[i], SUSP_LEN);
-        fd[i] = sock_connect(s->port);
+        fd[i] = sock_connect(s);
         http_fill(body, SUSP_LEN, 7000 + (uint64_t)i);
-        if (sock_send(fd[i], head, (size_t)hl) ||
-            sock_send(fd[i], body, SUSP_LEN / 2))
+        if (http_raw_send(fd[i], head, (size_t)hl) ||
+            http_raw_send(fd[i], body, SUSP_LEN / 2))
             fail_msg("send: %s", strerror(errno));
     }
-    sleep_ms(300);
+    http_sleep_ms(300);
     /* the rest of every body, then SIGTERM at once */
     for (int i = 0; i < SUSPENDED; i++) {
         http_fill(body, SUSP_LEN, 7000 + (uint64_t)i);
-        if (sock_send(fd[i], body + SUSP_LEN / 2, SUSP_LEN - SUSP_LEN / 2))
+        if (http_raw_send(fd[i], body + SUSP_LEN / 2, SUSP_LEN - SUSP_LEN / 2))
             fail_msg("send: %s", strerror(errno));
     }
     srv_signal(s, SIGTERM);
@@ -715,10 +629,11 @@ static void test_suspended_at_shutdown(void **state)
     if (st != 0)
         fail_msg("exit status %d after SIGTERM, want 0 (log %s)", st, s->log);
 
-    restart(s, args);
+    srv_restart(s, args, NULL);
     for (int i = 0; i < SUSPENDED; i++)
         if (status[i] == 201)
-            expect_blob(s, guid[i], SUSP_LEN, 7000 + (uint64_t)i);
+            http_expect_blob(s, guid[i], SUSP_LEN, 7000 + (uint64_t)i, NULL,
+                             NULL);
     free(body);
     assert_int_equal(srv_stop(s), 0);
 }
@@ -731,28 +646,29 @@ static void test_second_sigterm(void **state)
     srv_up(s, args);
     char g[API_GUID_STRLEN + 1], head[256];
     uint8_t part[30000];
-    new_guid(g);
+    http_guid_rand(g);
     http_fill(part, sizeof(part), 5);
     int hl = snprintf(head, sizeof(head),
                       "PUT /blobs/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       "Content-Length: 100000\r\n\r\n",
                       g);
-    int fd = sock_connect(s->port);
-    if (sock_send(fd, head, (size_t)hl) || sock_send(fd, part, sizeof(part)))
+    int fd = sock_connect(s);
+    if (http_raw_send(fd, head, (size_t)hl) ||
+        http_raw_send(fd, part, sizeof(part)))
         fail_msg("send: %s", strerror(errno));
-    sleep_ms(300);
+    http_sleep_ms(300);
 
     srv_signal(s, SIGTERM);
-    sleep_ms(500);
+    http_sleep_ms(500);
     int st = srv_wait(s, 0);
     if (st >= 0)
         fail_msg("blobd exited (%d) 0.5 s after SIGTERM with an upload in "
                  "flight and --shutdown-timeout 30",
                  st);
-    uint64_t t0 = mono_ms();
+    uint64_t t0 = http_mono_ms();
     srv_signal(s, SIGTERM);
     st = srv_wait(s, 2000);
-    uint64_t took = mono_ms() - t0;
+    uint64_t took = http_mono_ms() - t0;
     close(fd);
     if (st < 0)
         fail_msg("blobd still running 2 s after a second SIGTERM");
@@ -771,22 +687,23 @@ static void test_shutdown_timeout(void **state)
     srv_up(s, args);
     char g[API_GUID_STRLEN + 1], done[API_GUID_STRLEN + 1], head[256];
     uint8_t part[30000];
-    new_guid(g);
-    new_guid(done);
+    http_guid_rand(g);
+    http_guid_rand(done);
     http_fill(part, sizeof(part), 6);
     assert_int_equal(http_put(s, done, part, sizeof(part), NULL), 201);
     int hl = snprintf(head, sizeof(head),
                       "PUT /blobs/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       "Content-Length: 100000\r\n\r\n",
                       g);
-    int fd = sock_connect(s->port);
-    if (sock_send(fd, head, (size_t)hl) || sock_send(fd, part, sizeof(part)))
+    int fd = sock_connect(s);
+    if (http_raw_send(fd, head, (size_t)hl) ||
+        http_raw_send(fd, part, sizeof(part)))
         fail_msg("send: %s", strerror(errno));
-    sleep_ms(300);
-    uint64_t t0 = mono_ms();
+    http_sleep_ms(300);
+    uint64_t t0 = http_mono_ms();
     srv_signal(s, SIGTERM);
     int st = srv_wait(s, 6000);
-    uint64_t took = mono_ms() - t0;
+    uint64_t took = http_mono_ms() - t0;
     close(fd);
     if (st < 0)
         fail_msg("blobd still running 6 s after SIGTERM with "
@@ -799,9 +716,9 @@ static void test_shutdown_timeout(void **state)
         fail_msg("exited after %" PRIu64 " ms: did not wait for the upload",
                  took);
     assert_true(srv_log_has(s, "still in flight after --shutdown-timeout"));
-    restart(s, NULL);
-    expect_blob(s, done, sizeof(part), 6);
-    expect_absent(s, g, "its upload never finished");
+    srv_restart(s, NULL, NULL);
+    http_expect_blob(s, done, sizeof(part), 6, NULL, NULL);
+    http_expect_absent(s, g, "its upload never finished");
     assert_int_equal(srv_stop(s), 0);
 }
 
@@ -812,36 +729,36 @@ static void test_client_disconnect(void **state)
     srv_up(s, NULL);
     char g[API_GUID_STRLEN + 1], g2[API_GUID_STRLEN + 1], head[256];
     static uint8_t part[100000];
-    new_guid(g);
-    new_guid(g2);
+    http_guid_rand(g);
+    http_guid_rand(g2);
     http_fill(part, sizeof(part), 9);
     int hl = snprintf(head, sizeof(head),
                       "PUT /blobs/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       "Content-Length: 524288\r\n\r\n",
                       g);
     for (int round = 0; round < 3; round++) {
-        int fd = sock_connect(s->port);
-        if (sock_send(fd, head, (size_t)hl) ||
-            sock_send(fd, part, sizeof(part)))
+        int fd = sock_connect(s);
+        if (http_raw_send(fd, head, (size_t)hl) ||
+            http_raw_send(fd, part, sizeof(part)))
             fail_msg("send: %s", strerror(errno));
         if (round == 1)
-            sleep_ms(100);
+            http_sleep_ms(100);
         close(fd);
     }
-    sleep_ms(300);
-    expect_absent(s, g, "its upload was cut off");
+    http_sleep_ms(300);
+    http_expect_absent(s, g, "its upload was cut off");
     assert_int_equal(http_status(s, "GET", "/healthz", NULL, NULL, 0), 200);
     assert_int_equal(http_status(s, "GET", "/readyz", NULL, NULL, 0), 200);
     assert_int_equal(http_put(s, g2, part, sizeof(part), NULL), 201);
-    expect_blob(s, g2, sizeof(part), 9);
-    expect_absent(s, g, "its upload was cut off");
+    http_expect_blob(s, g2, sizeof(part), 9, NULL, NULL);
+    http_expect_absent(s, g, "its upload was cut off");
     assert_int_equal(http_put(s, g, part, 1000, NULL), 201);
 
     /* nothing of the cut-off uploads was left queued for a flush */
     assert_int_equal(srv_stop(s), 0);
-    restart(s, NULL);
-    expect_blob(s, g, 1000, 9);
-    expect_blob(s, g2, sizeof(part), 9);
+    srv_restart(s, NULL, NULL);
+    http_expect_blob(s, g, 1000, 9, NULL, NULL);
+    http_expect_blob(s, g2, sizeof(part), 9, NULL, NULL);
     assert_int_equal(srv_stop(s), 0);
 }
 

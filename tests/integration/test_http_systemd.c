@@ -68,16 +68,6 @@ static void start_activated(struct srv *s, int fd, int other_pid,
     s->pid = pid;
 }
 
-static int wait_ready(struct srv *s)
-{
-    for (int i = 0; i < 500; i++) {
-        if (http_status(s, "GET", "/readyz", NULL, NULL, 0) == 200)
-            return 0;
-        usleep(20000);
-    }
-    return -1;
-}
-
 static void test_listen_fds(void **state)
 {
     (void)state;
@@ -89,7 +79,7 @@ static void test_listen_fds(void **state)
     start_activated(&s, fd, 0, "127.0.0.1:1");
     close(fd);
     s.port = port;
-    assert_int_equal(wait_ready(&s), 0);
+    assert_int_equal(srv_wait_ready(&s), 0);
     char g[HTTP_GUID_BUF];
     http_guid_rand(g);
     assert_int_equal(http_put(&s, g, "socket", 6, NULL), 201);

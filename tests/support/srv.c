@@ -77,16 +77,16 @@ static void srv_global(void)
     pthread_once(&srv_once, srv_global_init);
 }
 
-static uint64_t now_ms(void)
+uint64_t http_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void sleep_ms(int ms)
+void http_sleep_ms(long ms)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
@@ -312,7 +312,7 @@ int srv_start(struct srv *s, const char *const *argv, const char *const *env)
     s->port = 0;
     s->exit_status = -1;
 
-    uint64_t deadline = now_ms() + SRV_START_TIMEOUT_MS;
+    uint64_t deadline = http_mono_ms() + SRV_START_TIMEOUT_MS;
     for (;;) {
         int port = srv_find_port(s, from);
         if (port > 0) {
@@ -331,19 +331,19 @@ int srv_start(struct srv *s, const char *const *argv, const char *const *env)
             srv_dump_log(s);
             return s->exit_status > 0 ? s->exit_status : -1;
         }
-        if (now_ms() > deadline) {
+        if (http_mono_ms() > deadline) {
             fprintf(stderr, "srv_start: no \"%s\" line within %d ms\n",
                     LISTEN_NEEDLE, SRV_START_TIMEOUT_MS);
             srv_dump_log(s);
             return -1;
         }
-        sleep_ms(5);
+        http_sleep_ms(5);
     }
 }
 
 int srv_wait_ready(struct srv *s)
 {
-    uint64_t deadline = now_ms() + SRV_READY_TIMEOUT_MS;
+    uint64_t deadline = http_mono_ms() + SRV_READY_TIMEOUT_MS;
     for (;;) {
         long st = http_status(s, "GET", "/readyz", NULL, NULL, 0);
         if (st == 200)
@@ -356,9 +356,9 @@ int srv_wait_ready(struct srv *s)
                 return -1;
             }
         }
-        if (now_ms() > deadline)
+        if (http_mono_ms() > deadline)
             return -1;
-        sleep_ms(10);
+        http_sleep_ms(10);
     }
 }
 
@@ -376,11 +376,23 @@ void srv_up(struct srv *s, const char *const *argv)
     }
 }
 
+void srv_restart(struct srv *s, const char *const *argv, const char *const *env)
+{
+    int rc = srv_start(s, argv, env);
+    if (rc != 0)
+        fail_msg("restart: srv_start %d (log %s)", rc, s->log);
+    if (srv_wait_ready(s) != 0) {
+        srv_dump_log(s);
+        fail_msg("restart: not ready (log %s)", s->log);
+    }
+}
+
 int srv_wait(struct srv *s, int timeout_ms)
 {
     if (s->pid <= 0)
         return s->exit_status;
-    uint64_t deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    uint64_t deadline =
+        http_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         int ws;
         pid_t w = waitpid(s->pid, &ws, WNOHANG);
@@ -393,9 +405,9 @@ int srv_wait(struct srv *s, int timeout_ms)
             s->pid = 0;
             return -1;
         }
-        if (now_ms() >= deadline)
+        if (http_mono_ms() >= deadline)
             return -1;
-        sleep_ms(5);
+        http_sleep_ms(5);
     }
 }
 
@@ -799,22 +811,43 @@ void http_guid_rand(char out[HTTP_GUID_BUF])
     out[32] = '\0';
 }
 
-void http_assert_error(const struct http_resp *r, long status, const char *code)
+long http_req_ok(struct srv *s, const char *method, const char *path,
+                 const char *const *headers, const void *body, size_t body_len,
+                 struct http_resp *r)
 {
-    char ct[256];
-    if (r->status != status)
-        fail_msg("expected status %ld (%s), got %ld; body: %.300s", status,
-                 code, r->status, r->body ? r->body : "");
+    memset(r, 0, sizeof(*r));
+    if (http_req(s, method, path, headers, body, body_len, r) != 0)
+        fail_msg("%s %s: the request could not be made", method, path);
+    return r->status;
+}
+
+void http_expect_status(const struct http_resp *r, long want, const char *what)
+{
+    if (r->status != want)
+        fail_msg("%s: status %ld, want %ld; body: %.300s", what, r->status,
+                 want, r->body ? r->body : "");
+}
+
+void http_expect_error(const struct http_resp *r, long status, const char *code,
+                       const char *what)
+{
+    char label[256], ct[256];
+    if (what)
+        snprintf(label, sizeof(label), "%s", what);
+    else
+        snprintf(label, sizeof(label), "error %s", code);
+    http_expect_status(r, status, label);
     if (!http_header(r, "Content-Type", ct, sizeof(ct)))
-        fail_msg("status %ld (%s): no Content-Type", status, code);
+        fail_msg("%s: status %ld (%s): no Content-Type", label, status, code);
     if (strncasecmp(ct, "application/json", 16) != 0 ||
         (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' '))
-        fail_msg("status %ld (%s): Content-Type \"%s\", not application/json",
-                 status, code, ct);
+        fail_msg("%s: status %ld (%s): Content-Type \"%s\", not "
+                 "application/json",
+                 label, status, code, ct);
     cJSON *j = cJSON_ParseWithLength(r->body ? r->body : "", r->body_len);
     if (!j)
-        fail_msg("status %ld (%s): body is not JSON: %.300s", status, code,
-                 r->body ? r->body : "");
+        fail_msg("%s: status %ld (%s): body is not JSON: %.300s", label, status,
+                 code, r->body ? r->body : "");
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
     int ok_e = cJSON_IsString(e) && strcmp(e->valuestring, code) == 0;
@@ -825,9 +858,80 @@ void http_assert_error(const struct http_resp *r, long status, const char *code)
         char copy[400];
         snprintf(copy, sizeof(copy), "%s", txt ? txt : "?");
         free(txt);
-        fail_msg("status %ld: want {\"error\":\"%s\",\"message\":...}, got %s",
-                 status, code, copy);
+        fail_msg("%s: status %ld: want {\"error\":\"%s\",\"message\":...}, "
+                 "got %s",
+                 label, status, code, copy);
     }
+}
+
+void http_expect_retry_after(const struct http_resp *r, const char *what)
+{
+    char v[32];
+    if (!http_header(r, "Retry-After", v, sizeof(v)) || atoi(v) < 1)
+        fail_msg("%s: no Retry-After on a %ld", what, r->status);
+}
+
+void http_etag_of(const struct http_resp *r, char *out, const char *what)
+{
+    if (!http_header(r, "ETag", out, API_ETAG_MAX))
+        fail_msg("%s: no ETag header", what);
+    if (out[0] != '"')
+        fail_msg("%s: ETag %s is not a quoted strong tag", what, out);
+}
+
+/* "GET <guid>", with " (what)" when what is not NULL. */
+static void get_label(char *buf, size_t cap, const char *guid, const char *what)
+{
+    if (what)
+        snprintf(buf, cap, "GET %s (%s)", guid, what);
+    else
+        snprintf(buf, cap, "GET %s", guid);
+}
+
+void http_expect_data(struct srv *s, const char *guid, const void *data,
+                      size_t len, const char *etag, const char *what)
+{
+    struct http_resp r;
+    char label[512], et[API_ETAG_MAX];
+    get_label(label, sizeof(label), guid, what);
+    memset(&r, 0, sizeof(r));
+    long st = http_get(s, guid, &r);
+    if (st != 200)
+        fail_msg("%s: status %ld, want 200; body %.200s", label, st,
+                 r.body ? r.body : "");
+    if (r.body_len != len || (len && memcmp(r.body, data, len) != 0))
+        fail_msg("%s: %zu bytes that differ from the %zu expected", label,
+                 r.body_len, len);
+    if (etag) {
+        if (!http_header(&r, "ETag", et, sizeof(et)))
+            fail_msg("%s: no ETag header, want %s", label, etag);
+        if (strcmp(et, etag) != 0)
+            fail_msg("%s: ETag %s, want %s", label, et, etag);
+    }
+    http_resp_free(&r);
+}
+
+void http_expect_blob(struct srv *s, const char *guid, size_t len,
+                      uint64_t seed, const char *etag, const char *what)
+{
+    uint8_t *want = malloc(len ? len : 1);
+    if (!want)
+        fail_msg("out of memory for %zu bytes", len);
+    http_fill(want, len, seed);
+    http_expect_data(s, guid, want, len, etag, what);
+    free(want);
+}
+
+void http_expect_absent(struct srv *s, const char *guid, const char *what)
+{
+    struct http_resp r;
+    char label[512];
+    get_label(label, sizeof(label), guid, what);
+    memset(&r, 0, sizeof(r));
+    long st = http_get(s, guid, &r);
+    if (st != 404)
+        fail_msg("%s: status %ld, want 404; %zu bytes", label, st, r.body_len);
+    http_resp_free(&r);
 }
 
 void http_assert_header(const struct http_resp *r, const char *name,
@@ -872,7 +976,9 @@ int http_raw_connect(struct srv *s)
     a.sin_port = htons((uint16_t)s->port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        int e = errno;
         close(fd);
+        errno = e;
         return -1;
     }
     int one = 1;
@@ -934,12 +1040,12 @@ static size_t raw_complete(const char *buf, size_t n)
 long http_raw_read(int fd, char *buf, size_t cap, int timeout_ms)
 {
     size_t n = 0;
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = http_mono_ms() + (uint64_t)timeout_ms;
     if (cap == 0)
         return -1;
     buf[0] = '\0';
     while (n + 1 < cap) {
-        uint64_t t = now_ms();
+        uint64_t t = http_mono_ms();
         if (t >= deadline)
             break;
         struct pollfd pf = {fd, POLLIN, 0};

@@ -37,6 +37,11 @@ int srv_start(struct srv *s, const char *const *argv, const char *const *env);
 int srv_wait_ready(struct srv *s);
 /* srv_init + srv_start + srv_wait_ready; aborts the test on failure. */
 void srv_up(struct srv *s, const char *const *argv);
+/* srv_start + srv_wait_ready in the same dir (after srv_stop or srv_kill),
+ * with the same conventions as srv_start; fails the test ("restart: ...")
+ * when the server does not start or does not become ready. */
+void srv_restart(struct srv *s, const char *const *argv,
+                 const char *const *env);
 /* SIGTERM, wait for exit (20 s, then SIGKILL); returns the exit status. */
 int srv_stop(struct srv *s);
 /* SIGKILL, reap. */
@@ -93,11 +98,46 @@ void http_fill(void *buf, size_t len, uint64_t seed);
 /* A random GUID (getrandom) in canonical form: 32 lowercase hex digits. */
 void http_guid_rand(char out[HTTP_GUID_BUF]);
 
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t http_mono_ms(void);
+/* Sleep ms milliseconds (resumed after a signal). */
+void http_sleep_ms(long ms);
+
+/* http_req that fails the test when the request cannot be made at all;
+ * returns the status (0 if the connection failed or was closed early). */
+long http_req_ok(struct srv *s, const char *method, const char *path,
+                 const char *const *headers, const void *body, size_t body_len,
+                 struct http_resp *r);
+
+/* Assert that r's status is want; what names the exchange in a failure. */
+void http_expect_status(const struct http_resp *r, long want, const char *what);
+
 /* Assert that r is an error answer of the API: the status, Content-Type
  * application/json and a JSON body {"error": code, "message": "..."} with
- * a non-empty message. */
-void http_assert_error(const struct http_resp *r, long status,
-                       const char *code);
+ * a non-empty message.  what names the exchange in a failure (NULL: the
+ * code does). */
+void http_expect_error(const struct http_resp *r, long status, const char *code,
+                       const char *what);
+
+/* Assert that r carries Retry-After with a whole number of seconds >= 1. */
+void http_expect_retry_after(const struct http_resp *r, const char *what);
+
+/* Copy r's ETag into out (API_ETAG_MAX bytes); fails the test when there
+ * is none or it is not a quoted strong tag. */
+void http_etag_of(const struct http_resp *r, char *out, const char *what);
+
+/*
+ * Assert that GET /blobs/<guid> answers 200 with exactly data[0..len) and,
+ * when etag is not NULL, that ETag.  what (may be NULL) is added to the
+ * failure message: "GET <guid> (what): ...".
+ */
+void http_expect_data(struct srv *s, const char *guid, const void *data,
+                      size_t len, const char *etag, const char *what);
+/* http_expect_data with the len bytes of http_fill(seed). */
+void http_expect_blob(struct srv *s, const char *guid, size_t len,
+                      uint64_t seed, const char *etag, const char *what);
+/* Assert that GET /blobs/<guid> answers 404; what as for http_expect_data. */
+void http_expect_absent(struct srv *s, const char *guid, const char *what);
 
 /* Assert that header name of r equals want exactly (case-sensitive value). */
 void http_assert_header(const struct http_resp *r, const char *name,
@@ -120,7 +160,8 @@ int http_req_chunked(struct srv *s, const char *method, const char *path,
 
 /* ---- raw sockets, for what libcurl will not send ---- */
 
-/* A blocking TCP connection to the server (close-on-exec); fd or -1. */
+/* A blocking TCP connection to the server (close-on-exec); fd, or -1
+ * with errno set. */
 int http_raw_connect(struct srv *s);
 /* Write all of buf (MSG_NOSIGNAL); 0 or -1. */
 int http_raw_send(int fd, const void *buf, size_t len);
