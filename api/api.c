@@ -120,6 +120,8 @@ const char *api_status_reason(int status)
         return "Method Not Allowed";
     case 408:
         return "Request Timeout";
+    case 409:
+        return "Conflict";
     case 411:
         return "Length Required";
     case 412:
@@ -321,6 +323,11 @@ static const struct {
     {"/flush", API_R_FLUSH, M(API_M_POST), "POST"},
     {"/healthz", API_R_HEALTHZ, M(API_M_GET) | M(API_M_HEAD), "GET, HEAD"},
     {"/readyz", API_R_READYZ, M(API_M_GET) | M(API_M_HEAD), "GET, HEAD"},
+    {"/admin/stats", API_R_ADMIN_STATS, M(API_M_GET), "GET"},
+    {"/admin/compact", API_R_ADMIN_COMPACT, M(API_M_POST), "POST"},
+    {"/admin/hold", API_R_ADMIN_HOLD, M(API_M_POST) | M(API_M_DELETE),
+     "POST, DELETE"},
+    {"/metrics", API_R_METRICS, M(API_M_GET), "GET"},
 };
 
 int api_route(enum api_method m, const char *path, struct api_route *r)

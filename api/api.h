@@ -70,7 +70,17 @@
     X(READ_ONLY, 503, "read_only", "the server was started read-only")         \
     X(NOT_READY, 503, "not_ready", "the store is still opening")               \
     X(DRAINING, 503, "draining", "the server is shutting down")                \
-    X(NO_SPACE, 507, "no_space", "not enough space on the data filesystem")
+    X(NO_SPACE, 507, "no_space", "not enough space on the data filesystem")    \
+    X(UNAUTHORIZED, 401, "unauthorized",                                       \
+      "a bearer token is required (Authorization: Bearer <token>)")            \
+    X(FORBIDDEN, 403, "forbidden", "the token's role does not allow this")     \
+    X(BAD_DIGEST, 400, "bad_digest",                                           \
+      "a Content-MD5 or Content-Digest header is malformed")                   \
+    X(DIGEST_MISMATCH, 400, "digest_mismatch",                                 \
+      "the body does not match its Content-MD5 or Content-Digest")             \
+    X(HELD, 409, "held", "a hold is in place: compaction waits for release")   \
+    X(OVER_BUDGET, 503, "over_budget",                                         \
+      "the memory budget is spent, retry later")
 
 enum api_error {
     API_ERR_NONE = 0, /* not an error: api_route's "allowed" */
@@ -113,12 +123,16 @@ enum api_method {
 enum api_method api_method_parse(const char *method);
 
 enum api_route_kind {
-    API_R_NONE = 0, /* no such resource: 404 no_route */
-    API_R_BLOB,     /* /blobs/{guid}: GET HEAD PUT DELETE */
-    API_R_BLOBS,    /* /blobs: GET (list) POST (create) */
-    API_R_FLUSH,    /* /flush: POST */
-    API_R_HEALTHZ,  /* /healthz: GET HEAD */
-    API_R_READYZ    /* /readyz: GET HEAD */
+    API_R_NONE = 0,      /* no such resource: 404 no_route */
+    API_R_BLOB,          /* /blobs/{guid}: GET HEAD PUT DELETE */
+    API_R_BLOBS,         /* /blobs: GET (list) POST (create) */
+    API_R_FLUSH,         /* /flush: POST */
+    API_R_HEALTHZ,       /* /healthz: GET HEAD */
+    API_R_READYZ,        /* /readyz: GET HEAD */
+    API_R_ADMIN_STATS,   /* /admin/stats: GET */
+    API_R_ADMIN_COMPACT, /* /admin/compact: POST */
+    API_R_ADMIN_HOLD,    /* /admin/hold: POST (hold or renew) DELETE */
+    API_R_METRICS        /* /metrics: GET */
 };
 
 struct api_route {
@@ -356,5 +370,108 @@ char *api_json_created(const uint8_t guid[API_GUID_SIZE], uint32_t size,
 /* {"records", "log_bytes", "data_synced", "duration_seconds",
  *  "compaction_started"}: the body of POST /flush. */
 char *api_json_flush(const struct store_flush_result *r);
+
+/* ---- auth (SPEC §4) ---- */
+
+enum api_role {
+    API_ROLE_NONE = 0, /* open to everyone */
+    API_ROLE_READ,
+    API_ROLE_WRITE,
+    API_ROLE_ADMIN /* each role includes the ones before it */
+};
+
+/* The role a request needs: /healthz, /readyz: none; GET/HEAD of blobs
+ * and listings, /admin/stats, /metrics: read; PUT, POST, DELETE of blobs
+ * and POST /flush: write; /admin/compact and /admin/hold: admin. */
+enum api_role api_route_role(enum api_route_kind kind, enum api_method m);
+/* Parse "Authorization: Bearer <token>" (scheme case-insensitive, one or
+ * more spaces, token68 characters).  0 with *tok and *len pointing into
+ * value, or -1 (absent or malformed). */
+int api_bearer(const char *value, const char **tok, size_t *len);
+/* Compare in time that depends only on the lengths' maximum, never on
+ * where the bytes differ: 1 if equal. */
+int api_token_equal(const char *a, size_t alen, const char *b, size_t blen);
+
+/* ---- upload digests (nettle) ---- */
+
+struct api_digests {
+    int has_md5, has_sha256;
+    uint8_t md5[16];
+    uint8_t sha256[32];
+};
+
+/*
+ * Parse Content-MD5 (base64 of 16 bytes, RFC 1864) and Content-Digest
+ * (RFC 9530: a dictionary of algorithm=:base64:, of which sha-256 is
+ * checked and unknown algorithms are ignored).  NULL = absent.  0, or -1
+ * when a header is present but malformed (wrong base64, wrong length,
+ * bad syntax): 400 bad_digest.
+ */
+int api_digests_parse(const char *content_md5, const char *content_digest,
+                      struct api_digests *d);
+/* 0 when every digest present matches data[0..len), else -1 (400
+ * digest_mismatch: nothing stored). */
+int api_digests_check(const struct api_digests *d, const void *data,
+                      size_t len);
+
+/* ---- observability: /admin/stats and /metrics ---- */
+
+/* Latency histograms: upper bounds in seconds (a last +Inf bucket is
+ * implicit). */
+#define API_HIST_BUCKETS 14
+extern const double api_hist_bounds[API_HIST_BUCKETS];
+
+struct api_hist {
+    uint64_t count;
+    double sum;                            /* seconds */
+    uint64_t bucket[API_HIST_BUCKETS + 1]; /* per bucket, not cumulative;
+                                              the last is +Inf */
+};
+/* Add one observation. */
+void api_hist_add(struct api_hist *h, double seconds);
+
+enum api_op {
+    API_OP_PUT = 0,
+    API_OP_GET,
+    API_OP_DELETE,
+    API_OP_FLUSH,
+    API_OP_COUNT
+};
+
+/* What the server counts (a snapshot). */
+struct api_http_stats {
+    uint64_t requests[API_M_OTHER + 1][5]; /* [method][status / 100 - 1] */
+    uint64_t bytes_in, bytes_out;          /* bodies */
+    uint64_t open_connections;
+    uint64_t checksum_failures; /* reads refused: stored CRC32C mismatch */
+    uint64_t read_errors;       /* reads failed with an I/O error */
+    uint64_t write_refusals[API_ERR_COUNT]; /* writes answered with an
+                                               error, by code */
+    struct api_hist latency[API_OP_COUNT];
+};
+
+struct api_server_stats {
+    const char *version;
+    const char *state; /* "opening", "ready", "draining" */
+    double uptime_seconds;
+    int store_open;   /* 0 while opening: store is all zero */
+    int store_failed; /* a sticky failure: writes are refused */
+    struct store_stats store;
+    uint64_t cache_bytes, cache_limit, cache_hits, cache_misses;
+    uint64_t mem_used, mem_limit;
+    struct api_http_stats http;
+};
+
+/*
+ * The /admin/stats document: fixed sections with stable snake_case keys
+ * (SPEC §4): process, manifest, compaction, flush, data_file, io, cache,
+ * memory, http.  NULL on ENOMEM.
+ */
+char *api_json_stats(const struct api_server_stats *s);
+/* The same numbers as Prometheus text exposition (version 0.0.4): names
+ * prefixed blobd_, counters _total, durations _seconds, histograms for
+ * PUT, GET, DELETE and flush, labels from fixed sets only.  NULL on
+ * ENOMEM; *len gets the length. */
+char *api_metrics_text(const struct api_server_stats *s, size_t *len);
 
 #endif

@@ -23,7 +23,7 @@
 
 #include "log.h"
 
-enum opt_kind { OPT_STRING, OPT_UINT, OPT_BOOL, OPT_ENUM, OPT_LISTEN };
+enum opt_kind { OPT_STRING, OPT_LIST, OPT_UINT, OPT_BOOL, OPT_ENUM, OPT_LISTEN };
 
 struct opt {
     const char *name;
@@ -74,6 +74,21 @@ static const struct opt opts[] = {
      NULL, "a queued write waiting longer is answered 503"},
     {"log-level", OPT_ENUM, OFF(log_level), "info", 0, 0, level_names,
      "error, warn, info or debug"},
+    {"access-log", OPT_BOOL, OFF(access_log), "false", 0, 0, NULL,
+     "log one line per request with the client address"},
+    {"trusted-proxies", OPT_LIST, OFF(trusted_proxies), "", 0, 0, NULL,
+     "comma-separated addresses or CIDRs whose X-Forwarded-For is "
+     "believed"},
+    {"read-tokens", OPT_LIST, OFF(read_tokens), "", 0, 0, NULL,
+     "comma-separated bearer tokens that may read (GET, HEAD, listings, "
+     "/admin/stats, /metrics); with any token set, requests need one "
+     "(prefer the environment: argv is visible to other users)"},
+    {"write-tokens", OPT_LIST, OFF(write_tokens), "", 0, 0, NULL,
+     "bearer tokens that may also write (PUT, POST, DELETE, /flush)"},
+    {"admin-tokens", OPT_LIST, OFF(admin_tokens), "", 0, 0, NULL,
+     "bearer tokens that may do everything (/admin/compact, /admin/hold)"},
+    {"hold-timeout", OPT_UINT, OFF(hold_timeout), "600", 1, 86400, NULL,
+     "seconds a hold (POST /admin/hold) lasts unless renewed"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -131,6 +146,13 @@ static int opt_set(const struct opt *o, struct server_config *cfg,
             return -1;
         }
     } /* fall through */
+    case OPT_LIST:
+        if (strlen(v) >= CONFIG_STR_MAX) {
+            snprintf(err, errlen, "%s: the value is too long", from);
+            return -1;
+        }
+        strcpy(field, v);
+        return 0;
     case OPT_STRING:
         if (strlen(v) >= CONFIG_STR_MAX || !*v) {
             snprintf(err, errlen, "%s: the value is %s", from,
@@ -216,7 +238,7 @@ void server_config_usage(FILE *out)
         else
             snprintf(arg, sizeof(arg), "--%s=VALUE", o->name);
         fprintf(out, "  %-28s %s\n  %-28s (default %s; env %s)\n", arg, o->help,
-                "", o->def, env);
+                "", *o->def ? o->def : "none", env);
     }
     fprintf(out, "  %-28s %s\n  %-28s %s\n", "--help", "print this and exit",
             "--version", "print the version and exit");

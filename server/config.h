@@ -24,6 +24,13 @@ struct server_config {
     unsigned queue_max;
     unsigned job_timeout_ms;
     unsigned log_level; /* enum log_level */
+    /* auth: comma-separated bearer tokens per role ("" = none) */
+    char read_tokens[CONFIG_STR_MAX];
+    char write_tokens[CONFIG_STR_MAX];
+    char admin_tokens[CONFIG_STR_MAX];
+    char trusted_proxies[CONFIG_STR_MAX]; /* comma-separated IPs / CIDRs */
+    int access_log;
+    unsigned hold_timeout; /* seconds */
 };
 
 enum config_result {

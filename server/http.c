@@ -78,6 +78,14 @@ struct req {
     /* reads */
     struct api_etags if_match, if_none_match;
     struct get_plan plan;
+    /* upload digests */
+    struct api_digests digests;
+    /* counters and the access log */
+    uint64_t t0; /* CLOCK_MONOTONIC ns at the first call */
+    int status;
+    size_t bytes_out;
+    char method[16]; /* for the access log */
+    char url[256];
     /* results, written by a completion before the resume (H1) */
     struct store_completion comp;
     struct store_read_result rd;
@@ -116,11 +124,15 @@ static void add_common(struct req *r, struct MHD_Response *resp)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 }
 
+/* Queue resp (body_len bytes of body, for the counters) and end the
+ * request's work. */
 static enum MHD_Result queue(struct req *r, int status,
-                             struct MHD_Response *resp)
+                             struct MHD_Response *resp, size_t body_len)
 {
     if (!resp)
         return MHD_NO;
+    r->status = status;
+    r->bytes_out = r->m == API_M_HEAD ? 0 : body_len;
     add_common(r, resp);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -133,15 +145,16 @@ static enum MHD_Result send_json(struct req *r, int status, char *json)
 {
     if (!json)
         return MHD_NO;
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        strlen(json), json, MHD_RESPMEM_MUST_FREE);
+    size_t len = strlen(json);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, json, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(json);
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             "application/json");
-    return queue(r, status, resp);
+    return queue(r, status, resp, len);
 }
 
 /* An error response: JSON body, and the headers its status needs. */
@@ -151,8 +164,12 @@ static enum MHD_Result send_error_status(struct req *r, enum api_error e,
     char *json = api_error_json(e, message);
     if (!json)
         return MHD_NO;
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        strlen(json), json, MHD_RESPMEM_MUST_FREE);
+    size_t len = strlen(json);
+    if (r->m == API_M_PUT || r->m == API_M_POST || r->m == API_M_DELETE)
+        atomic_fetch_add_explicit(&r->srv->metrics.refusals[e], 1,
+                                  memory_order_relaxed);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, json, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(json);
         return MHD_NO;
@@ -164,6 +181,9 @@ static enum MHD_Result send_error_status(struct req *r, enum api_error e,
         snprintf(ra, sizeof(ra), "%d", API_RETRY_AFTER_S);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
     }
+    if (e == API_ERR_UNAUTHORIZED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"blobd\"");
     if (e == API_ERR_METHOD_NOT_ALLOWED && r->route.allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->route.allow);
     if (e == API_ERR_RANGE_NOT_SATISFIABLE && r->plan.have) {
@@ -175,7 +195,7 @@ static enum MHD_Result send_error_status(struct req *r, enum api_error e,
      * (the unread body would be taken for the next request). */
     if (r->state == RQ_NEW && (r->m == API_M_PUT || r->m == API_M_POST))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    return queue(r, status, resp);
+    return queue(r, status, resp, len);
 }
 
 static enum MHD_Result send_error(struct req *r, enum api_error e,
@@ -338,6 +358,9 @@ static enum MHD_Result write_begin(struct req *r)
     }
     if (parse_fsync(r, &ret) < 0 || parse_conditions(r, &ret) < 0)
         return ret;
+    if (api_digests_parse(header(r, "Content-MD5"),
+                          header(r, "Content-Digest"), &r->digests) < 0)
+        return send_error(r, API_ERR_BAD_DIGEST, NULL);
     if (r->route.kind == API_R_BLOB) {
         memcpy(r->guid, r->route.guid, API_GUID_SIZE);
     } else {
@@ -385,6 +408,7 @@ static enum MHD_Result write_body(struct req *r, const char *data, size_t *size)
                                 "application/json");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
         enum MHD_Result ret = MHD_queue_response(r->conn, 413, resp);
+        r->status = 413;
         MHD_destroy_response(resp);
         /* libmicrohttpd refuses a response in the middle of a body: then
          * closing the connection is the answer. */
@@ -420,12 +444,14 @@ static enum MHD_Result write_answer(struct req *r)
         return send_error(r, err, NULL);
     }
     struct MHD_Response *resp;
+    size_t len = 0;
     if (status == 201) {
         char *json =
             api_json_created(r->guid, r->got, r->comp.version, r->comp.durable);
         if (!json)
             return MHD_NO;
-        resp = MHD_create_response_from_buffer(strlen(json), json,
+        len = strlen(json);
+        resp = MHD_create_response_from_buffer(len, json,
                                                MHD_RESPMEM_MUST_FREE);
         if (!resp) {
             free(json);
@@ -447,7 +473,7 @@ static enum MHD_Result write_answer(struct req *r)
         add_etag(resp, r->comp.version);
     MHD_add_response_header(resp, "Blob-Durable",
                             r->comp.durable ? "true" : "false");
-    return queue(r, status, resp);
+    return queue(r, status, resp, len);
 }
 
 static enum MHD_Result delete_begin(struct req *r)
@@ -538,7 +564,7 @@ static enum MHD_Result answer_plan(struct req *r)
             return MHD_NO;
         if (p->have)
             add_etag(resp, p->info.version);
-        return queue(r, 304, resp);
+        return queue(r, 304, resp, 0);
     }
     if (p->status != 200)
         return send_error(r, p->err, NULL);
@@ -553,7 +579,7 @@ static enum MHD_Result answer_plan(struct req *r)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             "application/octet-stream");
     add_blob_headers(resp, &p->info);
-    return queue(r, 200, resp);
+    return queue(r, 200, resp, 0);
 }
 
 static enum MHD_Result get_begin(struct req *r)
@@ -602,7 +628,7 @@ static enum MHD_Result answer_multipart(struct req *r)
         free(iov);
         return MHD_NO;
     }
-    size_t k = 0;
+    size_t k = 0, total = 0;
     for (size_t i = 0; i < n; i++) {
         char *h = heads + i * API_PART_HEAD_MAX;
         size_t hl = api_multipart_part_head(h, API_PART_HEAD_MAX, boundary, i,
@@ -615,6 +641,8 @@ static enum MHD_Result answer_multipart(struct req *r)
     char *t = heads + n * API_PART_HEAD_MAX;
     iov[k].iov_base = t;
     iov[k++].iov_len = api_multipart_tail(t, API_PART_HEAD_MAX, boundary);
+    for (size_t i = 0; i < k; i++)
+        total += iov[i].iov_len;
     struct rbuf *b = take_frame(r, heads);
     if (!b) {
         free(heads);
@@ -632,7 +660,7 @@ static enum MHD_Result answer_multipart(struct req *r)
     api_multipart_type(ct, sizeof(ct), boundary);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ct);
     add_blob_headers(resp, &r->rd.info);
-    return queue(r, 206, resp);
+    return queue(r, 206, resp, total);
 }
 
 static enum MHD_Result read_answer(struct req *r)
@@ -695,7 +723,7 @@ static enum MHD_Result read_answer(struct req *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
         status = 206;
     }
-    return queue(r, status, resp);
+    return queue(r, status, resp, len);
 }
 
 /* ---- listing, flush, health ---- */
@@ -769,13 +797,122 @@ static enum MHD_Result health_answer(struct req *r)
     }
     const char *body = r->route.kind == API_R_READYZ ? "{\"status\":\"ready\"}"
                                                      : "{\"status\":\"ok\"}";
+    size_t len = strlen(body);
     struct MHD_Response *resp = MHD_create_response_from_buffer(
-        strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+        len, (void *)body, MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             "application/json");
-    return queue(r, 200, resp);
+    return queue(r, 200, resp, len);
+}
+
+/* ---- observability and admin ---- */
+
+uint64_t server_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void server_collect_stats(struct server *s, struct api_server_stats *out)
+{
+    static const char *const states[] = {"opening", "ready", "draining"};
+    memset(out, 0, sizeof(*out));
+    out->version = BLOBD_VERSION;
+    out->state = states[srv_state(s)];
+    out->uptime_seconds = (double)(server_mono_ns() - s->started_ns) / 1e9;
+    if (srv_state(s) != SRV_OPENING && s->st) {
+        out->store_open = 1;
+        store_get_stats(s->st, &out->store);
+        out->store_failed = store_failed(s->st) != 0;
+    }
+    metrics_snapshot(&s->metrics, &out->http);
+}
+
+static enum MHD_Result stats_answer(struct req *r)
+{
+    struct api_server_stats ss;
+    server_collect_stats(r->srv, &ss);
+    return send_json(r, 200, api_json_stats(&ss));
+}
+
+static enum MHD_Result metrics_answer(struct req *r)
+{
+    struct api_server_stats ss;
+    size_t len = 0;
+    server_collect_stats(r->srv, &ss);
+    char *text = api_metrics_text(&ss, &len);
+    if (!text)
+        return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
+    return queue(r, 200, resp, len);
+}
+
+static enum MHD_Result compact_answer(struct req *r)
+{
+    struct store_stats ss;
+    store_get_stats(r->srv->st, &ss);
+    if (ss.held)
+        return send_error(r, API_ERR_HELD, NULL);
+    int rc = store_request_compaction(r->srv->st);
+    if (rc < 0)
+        return send_error(r, api_store_error(rc), NULL);
+    server_log(LOG_INFO, "compaction requested over HTTP");
+    return send_json(r, 202, strdup("{\"compaction\":\"requested\"}"));
+}
+
+static enum MHD_Result hold_answer(struct req *r)
+{
+    struct server *s = r->srv;
+    char body[128];
+    if (r->m == API_M_DELETE) {
+        int rc = store_release(s->st);
+        if (rc < 0)
+            return send_error(r, api_store_error(rc), NULL);
+        server_log(LOG_INFO, "hold released");
+        return send_json(r, 200, strdup("{\"held\":false}"));
+    }
+    /* Flushes first (store_hold), so the files are consistent. */
+    int rc = store_hold(s->st, s->cfg.hold_timeout * 1000u);
+    if (rc < 0)
+        return send_error(r, api_store_error(rc), NULL);
+    server_log(LOG_INFO, "hold taken for %u s", s->cfg.hold_timeout);
+    snprintf(body, sizeof(body), "{\"held\":true,\"expires_in_seconds\":%u}",
+             s->cfg.hold_timeout);
+    return send_json(r, 200, strdup(body));
+}
+
+/* Auth (SPEC §4): 0 when the request may go on, else an error was
+ * queued. */
+static int check_auth(struct req *r, enum MHD_Result *ret)
+{
+    const struct server_access *a = &r->srv->access;
+    enum api_role need = api_route_role(r->route.kind, r->m);
+    if (!server_access_auth_on(a) || need == API_ROLE_NONE)
+        return 0;
+    const char *tok;
+    size_t len;
+    enum api_role have = API_ROLE_NONE;
+    if (api_bearer(header(r, MHD_HTTP_HEADER_AUTHORIZATION), &tok, &len) == 0)
+        have = server_access_role(a, tok, len);
+    if (have == API_ROLE_NONE) {
+        *ret = send_error(r, API_ERR_UNAUTHORIZED, NULL);
+        return -1;
+    }
+    if (have < need) {
+        *ret = send_error(r, API_ERR_FORBIDDEN, NULL);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- the access handler ---- */
@@ -786,8 +923,20 @@ static enum MHD_Result first_call(struct req *r, const char *url)
     int e = api_route(r->m, url, &r->route);
     if (e != 0)
         return send_error(r, (enum api_error)e, NULL);
-    if (r->route.kind == API_R_HEALTHZ || r->route.kind == API_R_READYZ)
+    enum MHD_Result ret;
+    if (check_auth(r, &ret) < 0)
+        return ret;
+    switch (r->route.kind) {
+    case API_R_HEALTHZ:
+    case API_R_READYZ:
         return health_answer(r);
+    case API_R_ADMIN_STATS:
+        return stats_answer(r);
+    case API_R_METRICS:
+        return metrics_answer(r);
+    default:
+        break;
+    }
     switch (srv_state(s)) {
     case SRV_OPENING:
         return send_error(r, API_ERR_NOT_READY, NULL);
@@ -810,6 +959,10 @@ static enum MHD_Result first_call(struct req *r, const char *url)
     case API_R_FLUSH:
         r->job = JOB_FLUSH;
         return submit(r);
+    case API_R_ADMIN_COMPACT:
+        return compact_answer(r);
+    case API_R_ADMIN_HOLD:
+        return hold_answer(r);
     default:
         return send_error(r, API_ERR_NO_ROUTE, NULL);
     }
@@ -830,6 +983,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         r->srv = s;
         r->conn = conn;
         r->m = api_method_parse(method);
+        r->t0 = server_mono_ns();
+        if (s->cfg.access_log) {
+            snprintf(r->method, sizeof(r->method), "%s", method);
+            snprintf(r->url, sizeof(r->url), "%s", url);
+        }
         *con_cls = r;
         atomic_fetch_add(&s->inflight, 1);
         /* A request with a body is decided now, before the body is read
@@ -861,6 +1019,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
             return MHD_YES; /* a 413 is queued */
         if (!r->chunked && r->got < r->expect)
             return MHD_YES; /* H2: an empty call is not the end */
+        if (api_digests_check(&r->digests, r->frame, r->got) < 0)
+            return send_error(r, API_ERR_DIGEST_MISMATCH, NULL);
         return submit(r);
     case RQ_DONE:
         if (*upload_size > 0) { /* a body nobody asked for: dropped */
@@ -886,6 +1046,68 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     }
 }
 
+/* The op a request's latency counts under, or API_OP_COUNT for none. */
+static enum api_op req_op(const struct req *r)
+{
+    if (r->route.kind == API_R_FLUSH)
+        return API_OP_FLUSH;
+    if (r->route.kind == API_R_BLOBS && r->m == API_M_POST)
+        return API_OP_PUT;
+    if (r->route.kind != API_R_BLOB)
+        return API_OP_COUNT;
+    switch (r->m) {
+    case API_M_PUT:
+        return API_OP_PUT;
+    case API_M_GET:
+    case API_M_HEAD:
+        return API_OP_GET;
+    case API_M_DELETE:
+        return API_OP_DELETE;
+    default:
+        return API_OP_COUNT;
+    }
+}
+
+/* Counters and the access log line of a finished request. */
+static void account(struct server *s, struct req *r,
+                    struct MHD_Connection *conn,
+                    enum MHD_RequestTerminationCode toe)
+{
+    uint64_t ns = server_mono_ns() - r->t0;
+    int status = r->status ? r->status : 0;
+    if (status) {
+        metrics_request(&s->metrics, r->m, status, r->got, r->bytes_out);
+        enum api_op op = req_op(r);
+        if (op != API_OP_COUNT)
+            metrics_latency(&s->metrics, op, ns);
+    }
+    if (!s->cfg.access_log)
+        return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char client[64];
+    server_access_client(&s->access, ci ? ci->client_addr : NULL,
+                         MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     "X-Forwarded-For"),
+                         client, sizeof(client));
+    server_log(LOG_INFO, "access %s \"%s %.200s\" %d %zu %.3f ms%s", client,
+               r->method, r->url, status, r->bytes_out, (double)ns / 1e6,
+               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
+                                                          : " (cut short)");
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct server *s = cls;
+    (void)conn, (void)socket_ctx;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add(&s->metrics.open_connections, 1);
+    else
+        atomic_fetch_sub(&s->metrics.open_connections, 1);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -896,6 +1118,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         server_log(LOG_DEBUG, "request ended early (code %d)", (int)toe);
+    account(s, r, conn, toe);
     if (r->frame)
         store_frame_free(s->st, r->frame);
     free(r);
@@ -929,6 +1152,7 @@ int server_http_start(struct server *s, int listen_fd, char *err, size_t errlen)
         MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.connection_timeout,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(err, errlen, "libmicrohttpd failed to start");

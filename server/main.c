@@ -241,6 +241,7 @@ static int shutdown_server(void)
     store_close(srv.st);
     srv.st = NULL;
     server_hooks_free(&srv);
+    server_access_free(&srv.access);
     server_log(LOG_INFO, "stopped");
     return rc < 0 ? EXIT_FLUSH_FAILED : 0;
 }
@@ -259,6 +260,14 @@ int main(int argc, char **argv)
         break;
     }
     server_log_set_level((enum log_level)srv.cfg.log_level);
+    srv.started_ns = server_mono_ns();
+    if (server_access_init(&srv.access, &srv.cfg, err, sizeof(err)) < 0) {
+        server_log(LOG_ERROR, "%s", err);
+        return EXIT_USAGE;
+    }
+    if (server_access_auth_on(&srv.access))
+        server_log(LOG_INFO, "auth on: %zu bearer tokens",
+                   srv.access.ntokens);
 
     sigset_t set; /* M1 */
     sigemptyset(&set);

@@ -12,7 +12,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "access.h"
 #include "config.h"
+#include "metrics.h"
 #include "store.h"
 
 enum server_state {
@@ -33,7 +35,14 @@ struct server {
     int listen_fd;
     unsigned port;
     struct server_hooks *hooks; /* test builds only, else NULL */
+    struct server_access access;
+    struct server_metrics metrics;
+    uint64_t started_ns; /* CLOCK_MONOTONIC at start */
 };
+
+/* A snapshot of everything /admin/stats and /metrics report. */
+void server_collect_stats(struct server *s, struct api_server_stats *out);
+uint64_t server_mono_ns(void);
 
 /* Start libmicrohttpd on listen_fd (owned by the daemon from then on).
  * 0 or -1 with err filled. */

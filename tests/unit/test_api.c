@@ -94,6 +94,12 @@ static const struct {
     {API_ERR_NOT_READY, 503, "not_ready"},
     {API_ERR_DRAINING, 503, "draining"},
     {API_ERR_NO_SPACE, 507, "no_space"},
+    {API_ERR_UNAUTHORIZED, 401, "unauthorized"},
+    {API_ERR_FORBIDDEN, 403, "forbidden"},
+    {API_ERR_BAD_DIGEST, 400, "bad_digest"},
+    {API_ERR_DIGEST_MISMATCH, 400, "digest_mismatch"},
+    {API_ERR_HELD, 409, "held"},
+    {API_ERR_OVER_BUDGET, 503, "over_budget"},
 };
 
 static void test_error_table(void **state)
@@ -172,6 +178,7 @@ static void test_status_reason(void **state)
         {404, "Not Found"},
         {405, "Method Not Allowed"},
         {408, "Request Timeout"},
+        {409, "Conflict"},
         {411, "Length Required"},
         {412, "Precondition Failed"},
         {413, "Content Too Large"},
@@ -413,6 +420,11 @@ static void test_route_resources(void **state)
         {"/healthz", API_R_HEALTHZ, MB(API_M_GET) | MB(API_M_HEAD),
          "GET, HEAD"},
         {"/readyz", API_R_READYZ, MB(API_M_GET) | MB(API_M_HEAD), "GET, HEAD"},
+        {"/admin/stats", API_R_ADMIN_STATS, MB(API_M_GET), "GET"},
+        {"/admin/compact", API_R_ADMIN_COMPACT, MB(API_M_POST), "POST"},
+        {"/admin/hold", API_R_ADMIN_HOLD, MB(API_M_POST) | MB(API_M_DELETE),
+         "POST, DELETE"},
+        {"/metrics", API_R_METRICS, MB(API_M_GET), "GET"},
     };
     for (size_t i = 0; i < NELEM(rows); i++) {
         for (int m = API_M_GET; m <= API_M_OTHER; m++) {
@@ -463,8 +475,16 @@ static void test_route_errors(void **state)
         "/healthz?x",
         "/readyz/",
         "/readyzz",
-        "/admin/stats",
-        "/metrics",
+        "/admin",
+        "/admin/",
+        "/admin/stats/",
+        "/admin/Stats",
+        "/admin/compactx",
+        "/admin/hold/",
+        "/admin//hold",
+        "/metrics/",
+        "/Metrics",
+        "/metricsx",
         "/api/blobs",
         "/./blobs",
     };

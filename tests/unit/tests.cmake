@@ -23,3 +23,5 @@ blobd_test(test_async SOURCES unit/test_async.c LABELS unit TIMEOUT 180)
 # --- api: the socket-free HTTP logic ---
 blobd_test(test_api SOURCES unit/test_api.c LABELS unit TIMEOUT 60 ONE_BACKEND)
 target_link_libraries(test_api PRIVATE blobd_api)
+blobd_test(test_api_obs SOURCES unit/test_api_obs.c LABELS unit TIMEOUT 60 ONE_BACKEND)
+target_link_libraries(test_api_obs PRIVATE blobd_api)
