@@ -172,8 +172,8 @@ int server_access_auth_on(const struct server_access *a)
     return a->ntokens > 0;
 }
 
-enum api_role server_access_role(const struct server_access *a,
-                                 const char *tok, size_t len)
+enum api_role server_access_role(const struct server_access *a, const char *tok,
+                                 size_t len)
 {
     unsigned role = API_ROLE_NONE;
     for (size_t i = 0; i < a->ntokens; i++) { /* Z1 */
@@ -274,7 +274,7 @@ void server_access_client(const struct server_access *a,
         buf[n] = '\0';
         int fam = inet_pton(AF_INET, buf, b) == 1    ? AF_INET
                   : inet_pton(AF_INET6, buf, b) == 1 ? AF_INET6
-                                                      : -1;
+                                                     : -1;
         if (fam < 0)
             return;
         snprintf(out, cap, "%s", buf);

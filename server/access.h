@@ -39,8 +39,8 @@ void server_access_free(struct server_access *a);
 int server_access_auth_on(const struct server_access *a);
 /* The role of a presented token, comparing it against every configured
  * token in constant time (no early exit); API_ROLE_NONE if unknown. */
-enum api_role server_access_role(const struct server_access *a,
-                                 const char *tok, size_t len);
+enum api_role server_access_role(const struct server_access *a, const char *tok,
+                                 size_t len);
 /* Is the peer one of the trusted proxies? */
 int server_access_trusted(const struct server_access *a,
                           const struct sockaddr *peer);

@@ -23,7 +23,14 @@
 
 #include "log.h"
 
-enum opt_kind { OPT_STRING, OPT_LIST, OPT_UINT, OPT_BOOL, OPT_ENUM, OPT_LISTEN };
+enum opt_kind {
+    OPT_STRING,
+    OPT_LIST,
+    OPT_UINT,
+    OPT_BOOL,
+    OPT_ENUM,
+    OPT_LISTEN
+};
 
 struct opt {
     const char *name;
@@ -87,6 +94,11 @@ static const struct opt opts[] = {
      "bearer tokens that may also write (PUT, POST, DELETE, /flush)"},
     {"admin-tokens", OPT_LIST, OFF(admin_tokens), "", 0, 0, NULL,
      "bearer tokens that may do everything (/admin/compact, /admin/hold)"},
+    {"cache-size", OPT_UINT, OFF(cache_mib), "256", 0, 1048576, NULL,
+     "MiB of verified blobs kept in memory for GETs; 0 turns the cache off"},
+    {"memory-budget", OPT_UINT, OFF(memory_mib), "1024", 0, 1048576, NULL,
+     "MiB for upload and read frames, response buffers and the cache "
+     "together; past it requests get 503 over_budget; 0 = no limit"},
     {"hold-timeout", OPT_UINT, OFF(hold_timeout), "600", 1, 86400, NULL,
      "seconds a hold (POST /admin/hold) lasts unless renewed"},
 };

@@ -31,6 +31,8 @@ struct server_config {
     char trusted_proxies[CONFIG_STR_MAX]; /* comma-separated IPs / CIDRs */
     int access_log;
     unsigned hold_timeout; /* seconds */
+    unsigned cache_mib;    /* frame cache; 0 = off */
+    unsigned memory_mib;   /* the memory budget; 0 = no limit */
 };
 
 enum config_result {

@@ -92,24 +92,54 @@ struct req {
     int submit_rc;
 };
 
-/* A response buffer: a frame and optional extra memory, freed when the
- * last response using them is destroyed (H3, H5). */
+/* A response buffer: a frame or a cached buffer, and optional extra
+ * memory, freed when the last response using them is destroyed (H3,
+ * H5). */
 struct rbuf {
     atomic_int refs;
-    struct store *st;
+    struct server *srv;
     void *frame;
+    struct cbuf *cb;
     void *extra;
 };
+
+/* Frames for requests are charged to the memory budget (cache.h). */
+static void *frame_alloc(struct server *s)
+{
+    if (budget_take(&s->budget, STORE_FRAME_SIZE) < 0)
+        return NULL;
+    void *f = store_frame_alloc(s->st);
+    if (!f)
+        budget_give(&s->budget, STORE_FRAME_SIZE);
+    return f;
+}
+
+static void frame_free(struct server *s, void *f)
+{
+    if (!f)
+        return;
+    store_frame_free(s->st, f);
+    budget_give(&s->budget, STORE_FRAME_SIZE);
+}
 
 static void rbuf_release(void *cls)
 {
     struct rbuf *b = cls;
     if (atomic_fetch_sub(&b->refs, 1) != 1)
         return;
-    store_frame_free(b->st, b->frame);
+    frame_free(b->srv, b->frame);
+    cbuf_unref(b->cb);
     free(b->extra);
     free(b);
 }
+
+struct req;
+static struct rbuf *rbuf_new(struct req *r, void *frame, struct cbuf *cb,
+                             void *extra);
+static enum MHD_Result respond_blob(struct req *r,
+                                    const struct store_blob_info *info,
+                                    const uint8_t *whole, const uint8_t *slice,
+                                    size_t slice_len, struct rbuf *owner);
 
 static enum server_state srv_state(const struct server *s)
 {
@@ -231,6 +261,10 @@ static const char *query(struct req *r, const char *name)
 static void on_done(void *arg, const struct store_completion *c)
 {
     struct req *r = arg;
+    if (c->outcome == STORE_OUT_CREATED || c->outcome == STORE_OUT_REPLACED)
+        cache_drop(r->srv->cache, r->guid); /* K2 in cache.c */
+    else if (c->outcome == STORE_OUT_DELETED)
+        cache_drop(r->srv->cache, r->route.guid);
     r->comp = *c;
     r->state = RQ_DONE;
     MHD_resume_connection(r->conn);
@@ -358,8 +392,8 @@ static enum MHD_Result write_begin(struct req *r)
     }
     if (parse_fsync(r, &ret) < 0 || parse_conditions(r, &ret) < 0)
         return ret;
-    if (api_digests_parse(header(r, "Content-MD5"),
-                          header(r, "Content-Digest"), &r->digests) < 0)
+    if (api_digests_parse(header(r, "Content-MD5"), header(r, "Content-Digest"),
+                          &r->digests) < 0)
         return send_error(r, API_ERR_BAD_DIGEST, NULL);
     if (r->route.kind == API_R_BLOB) {
         memcpy(r->guid, r->route.guid, API_GUID_SIZE);
@@ -375,9 +409,9 @@ static enum MHD_Result write_begin(struct req *r)
         return ret;
     if (r->route.kind == API_R_BLOBS && r->pre.kind == STORE_PRE_NONE)
         r->pre.kind = STORE_PRE_ABSENT; /* a new GUID never replaces one */
-    r->frame = store_frame_alloc(r->srv->st);
+    r->frame = frame_alloc(r->srv);
     if (!r->frame)
-        return send_error(r, API_ERR_OVERLOADED, "out of memory for frames");
+        return send_error(r, API_ERR_OVER_BUDGET, NULL);
     r->state = RQ_BODY;
     r->job = JOB_WRITE;
     return MHD_YES;
@@ -451,8 +485,8 @@ static enum MHD_Result write_answer(struct req *r)
         if (!json)
             return MHD_NO;
         len = strlen(json);
-        resp = MHD_create_response_from_buffer(len, json,
-                                               MHD_RESPMEM_MUST_FREE);
+        resp =
+            MHD_create_response_from_buffer(len, json, MHD_RESPMEM_MUST_FREE);
         if (!resp) {
             free(json);
             return MHD_NO;
@@ -592,50 +626,63 @@ static enum MHD_Result get_begin(struct req *r)
     plan_get(r, rc == 0 ? &info : NULL, &r->plan);
     if (r->plan.status)
         return answer_plan(r);
-    r->frame = store_frame_alloc(r->srv->st);
+    struct cbuf *cb =
+        cache_get(r->srv->cache, r->route.guid, r->plan.info.version);
+    if (cb) /* a verified copy of this very version */
+        return respond_blob(r, &r->plan.info, cb->data, NULL, 0,
+                            rbuf_new(r, NULL, cb, NULL));
+    r->frame = frame_alloc(r->srv);
     if (!r->frame)
-        return send_error(r, API_ERR_OVERLOADED, "out of memory for frames");
+        return send_error(r, API_ERR_OVER_BUDGET, NULL);
     r->job = JOB_READ;
     return submit(r);
 }
 
-/* Hand the frame to a response (H3). */
-static struct rbuf *take_frame(struct req *r, void *extra)
+/* A response buffer owning frame (taken from the request: H3) or a
+ * reference to cb, and extra; NULL on ENOMEM (then nothing is owned:
+ * the caller still has them). */
+static struct rbuf *rbuf_new(struct req *r, void *frame, struct cbuf *cb,
+                             void *extra)
 {
     struct rbuf *b = malloc(sizeof(*b));
     if (!b)
         return NULL;
     atomic_init(&b->refs, 1);
-    b->st = r->srv->st;
-    b->frame = r->frame;
+    b->srv = r->srv;
+    b->frame = frame;
+    b->cb = cb;
     b->extra = extra;
-    r->frame = NULL;
+    if (frame == r->frame)
+        r->frame = NULL;
     return b;
 }
 
-static enum MHD_Result answer_multipart(struct req *r)
+/* The multipart/byteranges body of the plan's ranges over whole. */
+static enum MHD_Result respond_multipart(struct req *r,
+                                         const struct store_blob_info *info,
+                                         const uint8_t *whole,
+                                         struct rbuf *owner)
 {
     const struct api_ranges *rg = &r->plan.ranges;
-    uint64_t len = r->rd.info.len;
     char boundary[API_BOUNDARY_LEN + 1];
-    if (api_boundary_new(boundary) < 0)
-        return send_error(r, API_ERR_INTERNAL, "getrandom failed");
     size_t n = rg->n;
     char *heads = malloc((n + 1) * API_PART_HEAD_MAX);
     struct MHD_IoVec *iov = malloc((2 * n + 1) * sizeof(*iov));
-    if (!heads || !iov) {
+    if (!heads || !iov || api_boundary_new(boundary) < 0) {
         free(heads);
         free(iov);
+        rbuf_release(owner);
         return MHD_NO;
     }
+    owner->extra = heads;
     size_t k = 0, total = 0;
     for (size_t i = 0; i < n; i++) {
         char *h = heads + i * API_PART_HEAD_MAX;
         size_t hl = api_multipart_part_head(h, API_PART_HEAD_MAX, boundary, i,
-                                            &rg->r[i], len);
+                                            &rg->r[i], info->len);
         iov[k].iov_base = h;
         iov[k++].iov_len = hl;
-        iov[k].iov_base = r->rd.data + rg->r[i].first;
+        iov[k].iov_base = whole + rg->r[i].first;
         iov[k++].iov_len = (size_t)(rg->r[i].last - rg->r[i].first + 1);
     }
     char *t = heads + n * API_PART_HEAD_MAX;
@@ -643,24 +690,61 @@ static enum MHD_Result answer_multipart(struct req *r)
     iov[k++].iov_len = api_multipart_tail(t, API_PART_HEAD_MAX, boundary);
     for (size_t i = 0; i < k; i++)
         total += iov[i].iov_len;
-    struct rbuf *b = take_frame(r, heads);
-    if (!b) {
-        free(heads);
-        free(iov);
-        return MHD_NO;
-    }
     struct MHD_Response *resp =
-        MHD_create_response_from_iovec(iov, (unsigned)k, rbuf_release, b);
+        MHD_create_response_from_iovec(iov, (unsigned)k, rbuf_release, owner);
     free(iov); /* the response keeps its own copy of the vector */
     if (!resp) {
-        rbuf_release(b);
+        rbuf_release(owner);
         return MHD_NO;
     }
     char ct[128];
     api_multipart_type(ct, sizeof(ct), boundary);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ct);
-    add_blob_headers(resp, &r->rd.info);
+    add_blob_headers(resp, info);
     return queue(r, 206, resp, total);
+}
+
+/* Answer the plan (200 whole, 206 single or multipart) from whole (the
+ * whole blob) or, for a single range read on its own, from slice; owner
+ * keeps the memory alive until libmicrohttpd is done with it. */
+static enum MHD_Result respond_blob(struct req *r,
+                                    const struct store_blob_info *info,
+                                    const uint8_t *whole, const uint8_t *slice,
+                                    size_t slice_len, struct rbuf *owner)
+{
+    if (!owner)
+        return MHD_NO;
+    const struct api_ranges *rg = &r->plan.ranges;
+    if (rg->kind == API_RANGE_MULTI)
+        return respond_multipart(r, info, whole, owner);
+    const uint8_t *data = whole;
+    size_t len = info->len;
+    if (rg->kind == API_RANGE_SINGLE) {
+        len = (size_t)(rg->r[0].last - rg->r[0].first + 1);
+        data = whole ? whole + rg->r[0].first : slice;
+        if (!whole && slice_len != len) {
+            rbuf_release(owner);
+            return send_error(r, API_ERR_INTERNAL, "short range read");
+        }
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback_cls(
+            len, (void *)data, rbuf_release, owner);
+    if (!resp) {
+        rbuf_release(owner);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/octet-stream");
+    add_blob_headers(resp, info);
+    int status = 200;
+    if (rg->kind == API_RANGE_SINGLE) {
+        char cr[80];
+        api_content_range(cr, sizeof(cr), &rg->r[0], info->len);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+        status = 206;
+    }
+    return queue(r, status, resp, len);
 }
 
 static enum MHD_Result read_answer(struct req *r)
@@ -698,32 +782,23 @@ static enum MHD_Result read_answer(struct req *r)
             return submit(r);
         }
     }
-    const struct api_ranges *rg = &r->plan.ranges;
-    if (rg->kind == API_RANGE_MULTI)
-        return answer_multipart(r);
-    const uint8_t *data = rd->data;
-    size_t len = rd->len;
-    struct rbuf *b = take_frame(r, NULL);
-    if (!b)
-        return MHD_NO;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer_with_free_callback_cls(
-            len, (void *)data, rbuf_release, b);
-    if (!resp) {
-        rbuf_release(b);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            "application/octet-stream");
-    add_blob_headers(resp, &rd->info);
-    int status = 200;
-    if (rg->kind == API_RANGE_SINGLE) {
-        char cr[80];
-        api_content_range(cr, sizeof(cr), &rg->r[0], rd->info.len);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
-        status = 206;
-    }
-    return queue(r, status, resp, len);
+    struct server *s = r->srv;
+    if (r->plan.len != STORE_READ_ALL) /* a page-aligned range read */
+        return respond_blob(r, &rd->info, NULL, rd->data, rd->len,
+                            rbuf_new(r, r->frame, NULL, NULL));
+    /* A whole, verified read: keep a copy in the cache (if it is still
+     * the current version, K2) and answer from it, so the frame goes
+     * back at once. */
+    struct cbuf *cb =
+        s->cache ? cbuf_copy(&s->budget, rd->data, rd->len) : NULL;
+    if (!cb)
+        return respond_blob(r, &rd->info, rd->data, NULL, 0,
+                            rbuf_new(r, r->frame, NULL, NULL));
+    cache_put(s->cache, s->st, r->route.guid, rd->info.version, cb);
+    frame_free(s, r->frame);
+    r->frame = NULL;
+    return respond_blob(r, &rd->info, cb->data, NULL, 0,
+                        rbuf_new(r, NULL, cb, NULL));
 }
 
 /* ---- listing, flush, health ---- */
@@ -829,6 +904,10 @@ void server_collect_stats(struct server *s, struct api_server_stats *out)
         out->store_failed = store_failed(s->st) != 0;
     }
     metrics_snapshot(&s->metrics, &out->http);
+    cache_stats(s->cache, &out->cache_bytes, &out->cache_limit,
+                &out->cache_hits, &out->cache_misses);
+    out->mem_used = atomic_load(&s->budget.used);
+    out->mem_limit = s->budget.limit;
 }
 
 static enum MHD_Result stats_answer(struct req *r)
@@ -875,10 +954,9 @@ static enum MHD_Result hold_answer(struct req *r)
     struct server *s = r->srv;
     char body[128];
     if (r->m == API_M_DELETE) {
-        int rc = store_release(s->st);
-        if (rc < 0)
-            return send_error(r, api_store_error(rc), NULL);
-        server_log(LOG_INFO, "hold released");
+        /* Idempotent: releasing when nothing is held is not an error. */
+        if (store_release(s->st) == 0)
+            server_log(LOG_INFO, "hold released");
         return send_json(r, 200, strdup("{\"held\":false}"));
     }
     /* Flushes first (store_hold), so the files are consistent. */
@@ -1086,10 +1164,10 @@ static void account(struct server *s, struct req *r,
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     char client[64];
-    server_access_client(&s->access, ci ? ci->client_addr : NULL,
-                         MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     "X-Forwarded-For"),
-                         client, sizeof(client));
+    server_access_client(
+        &s->access, ci ? ci->client_addr : NULL,
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For"),
+        client, sizeof(client));
     server_log(LOG_INFO, "access %s \"%s %.200s\" %d %zu %.3f ms%s", client,
                r->method, r->url, status, r->bytes_out, (double)ns / 1e6,
                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
@@ -1119,8 +1197,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         server_log(LOG_DEBUG, "request ended early (code %d)", (int)toe);
     account(s, r, conn, toe);
-    if (r->frame)
-        store_frame_free(s->st, r->frame);
+    frame_free(s, r->frame);
     free(r);
     *con_cls = NULL;
     atomic_fetch_sub(&s->inflight, 1);

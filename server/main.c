@@ -228,6 +228,8 @@ static int shutdown_server(void)
     store_stop(srv.st);
     wait_drained(mono_s() + (left > 0 ? 1.0 : 5.0));
     server_http_stop(&srv);
+    cache_free(srv.cache); /* every response using it is gone */
+    srv.cache = srv.budget.cache = NULL;
     int rc = 0;
     if (!srv.cfg.read_only) {
         struct store_flush_result fr;
@@ -265,9 +267,19 @@ int main(int argc, char **argv)
         server_log(LOG_ERROR, "%s", err);
         return EXIT_USAGE;
     }
+    if (srv.cfg.memory_mib && srv.cfg.cache_mib > srv.cfg.memory_mib / 2) {
+        server_log(LOG_ERROR,
+                   "--cache-size %u MiB is more than half of "
+                   "--memory-budget %u MiB",
+                   srv.cfg.cache_mib, srv.cfg.memory_mib);
+        return EXIT_USAGE;
+    }
+    atomic_init(&srv.budget.used, 0);
+    srv.budget.limit = (uint64_t)srv.cfg.memory_mib << 20;
+    srv.cache = cache_new((uint64_t)srv.cfg.cache_mib << 20, &srv.budget);
+    srv.budget.cache = srv.cache;
     if (server_access_auth_on(&srv.access))
-        server_log(LOG_INFO, "auth on: %zu bearer tokens",
-                   srv.access.ntokens);
+        server_log(LOG_INFO, "auth on: %zu bearer tokens", srv.access.ntokens);
 
     sigset_t set; /* M1 */
     sigemptyset(&set);

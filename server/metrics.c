@@ -49,19 +49,17 @@ void metrics_snapshot(struct server_metrics *m, struct api_http_stats *out)
                 atomic_load_explicit(&m->requests[i][c], RELAXED);
     out->bytes_in = atomic_load_explicit(&m->bytes_in, RELAXED);
     out->bytes_out = atomic_load_explicit(&m->bytes_out, RELAXED);
-    out->open_connections =
-        atomic_load_explicit(&m->open_connections, RELAXED);
+    out->open_connections = atomic_load_explicit(&m->open_connections, RELAXED);
     out->checksum_failures =
         atomic_load_explicit(&m->checksum_failures, RELAXED);
     out->read_errors = atomic_load_explicit(&m->read_errors, RELAXED);
     for (int e = 0; e < API_ERR_COUNT; e++)
-        out->write_refusals[e] =
-            atomic_load_explicit(&m->refusals[e], RELAXED);
+        out->write_refusals[e] = atomic_load_explicit(&m->refusals[e], RELAXED);
     for (int op = 0; op < API_OP_COUNT; op++) {
         struct api_hist *h = &out->latency[op];
         h->count = atomic_load_explicit(&m->lat[op].count, RELAXED);
-        h->sum = (double)atomic_load_explicit(&m->lat[op].sum_ns, RELAXED) /
-                 1e9;
+        h->sum =
+            (double)atomic_load_explicit(&m->lat[op].sum_ns, RELAXED) / 1e9;
         for (int b = 0; b <= API_HIST_BUCKETS; b++)
             h->bucket[b] = atomic_load_explicit(&m->lat[op].bucket[b], RELAXED);
     }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "access.h"
+#include "cache.h"
 #include "config.h"
 #include "metrics.h"
 #include "store.h"
@@ -37,7 +38,9 @@ struct server {
     struct server_hooks *hooks; /* test builds only, else NULL */
     struct server_access access;
     struct server_metrics metrics;
-    uint64_t started_ns; /* CLOCK_MONOTONIC at start */
+    struct server_budget budget; /* request frames, responses, cache */
+    struct server_cache *cache;  /* NULL when --cache-size is 0 */
+    uint64_t started_ns;         /* CLOCK_MONOTONIC at start */
 };
 
 /* A snapshot of everything /admin/stats and /metrics report. */
