@@ -456,6 +456,8 @@ struct api_server_stats {
     double uptime_seconds;
     int store_open;   /* 0 while opening: store is all zero */
     int store_failed; /* a sticky failure: writes are refused */
+    int not_ready;    /* another reason /readyz is 503 (read-only, below
+                         the headroom) */
     struct store_stats store;
     uint64_t cache_bytes, cache_limit, cache_hits, cache_misses;
     uint64_t mem_used, mem_limit;

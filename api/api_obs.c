@@ -544,7 +544,7 @@ static const struct metric metric_plain[] = {
     MST("blobd_pending_free_slots", "gauge", F_U64, pending_free,
         "Slots freed but not reusable until the next flush."),
     MST("blobd_pinned_slots", "gauge", F_U64, pinned,
-        "Slots pinned by readers or holds."),
+        "Slots pinned by reads in progress."),
     MST("blobd_log_bytes", "gauge", F_U64, log_bytes,
         "Bytes of manifest log since the snapshot."),
     MST("blobd_log_records", "gauge", F_U64, log_records,
@@ -582,7 +582,7 @@ static const struct metric metric_plain[] = {
     MST("blobd_data_file_bytes", "gauge", F_U64, data_file_bytes,
         "Size of the data file."),
     MST("blobd_preallocated_slots", "gauge", F_U64, preallocated_slots,
-        "Slots preallocated in the data file and not yet used."),
+        "Slots the data file has room for (used or free)."),
     MST("blobd_fs_free_bytes", "gauge", F_U64, fs_free_bytes,
         "Free bytes on the data filesystem."),
     MST("blobd_headroom_bytes", "gauge", F_U64, headroom,
@@ -642,7 +642,8 @@ static void metrics_plain(struct obuf *b, const struct api_server_stats *s)
 
 static void metrics_process(struct obuf *b, const struct api_server_stats *s)
 {
-    int ready = s->state && strcmp(s->state, "ready") == 0 && !s->store_failed;
+    int ready = s->state && strcmp(s->state, "ready") == 0 &&
+                !s->store_failed && !s->not_ready;
     family(b, "blobd_up", "gauge", "1 while the process runs.");
     sample_u64(b, "blobd_up", 1);
     family(b, "blobd_ready", "gauge",

@@ -134,6 +134,7 @@ static void rbuf_release(void *cls)
 }
 
 struct req;
+static void log_safe(char *dst, size_t cap, const char *src);
 static struct rbuf *rbuf_new(struct req *r, void *frame, struct cbuf *cb,
                              void *extra);
 static enum MHD_Result respond_blob(struct req *r,
@@ -754,6 +755,11 @@ static enum MHD_Result read_answer(struct req *r)
     const struct store_read_result *rd = &r->rd;
     char g[API_GUID_STRLEN + 1];
     api_guid_format(r->route.guid, g);
+    if (rd->rc == STORE_E_CHECKSUM)
+        atomic_fetch_add(&r->srv->metrics.checksum_failures, 1);
+    else if (rd->rc < 0 && rd->rc != STORE_E_NOT_FOUND &&
+             rd->rc != STORE_E_RANGE)
+        atomic_fetch_add(&r->srv->metrics.read_errors, 1);
     if (rd->rc == STORE_E_CHECKSUM) {
         server_log(LOG_ERROR,
                    "blob %s version %" PRIu64 ": stored data fails its "
@@ -904,6 +910,8 @@ void server_collect_stats(struct server *s, struct api_server_stats *out)
         out->store_failed = store_failed(s->st) != 0;
     }
     metrics_snapshot(&s->metrics, &out->http);
+    out->not_ready = srv_state(s) == SRV_READY && s->st &&
+                     not_ready_reason(s) >= 0 && !out->store_failed;
     cache_stats(s->cache, &out->cache_bytes, &out->cache_limit,
                 &out->cache_hits, &out->cache_misses);
     out->mem_used = atomic_load(&s->budget.used);
@@ -999,11 +1007,11 @@ static enum MHD_Result first_call(struct req *r, const char *url)
 {
     struct server *s = r->srv;
     int e = api_route(r->m, url, &r->route);
+    enum MHD_Result ret;
+    if (e != API_ERR_NO_ROUTE && check_auth(r, &ret) < 0)
+        return ret; /* a known resource: no token, no further answer */
     if (e != 0)
         return send_error(r, (enum api_error)e, NULL);
-    enum MHD_Result ret;
-    if (check_auth(r, &ret) < 0)
-        return ret;
     switch (r->route.kind) {
     case API_R_HEALTHZ:
     case API_R_READYZ:
@@ -1063,8 +1071,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         r->m = api_method_parse(method);
         r->t0 = server_mono_ns();
         if (s->cfg.access_log) {
-            snprintf(r->method, sizeof(r->method), "%s", method);
-            snprintf(r->url, sizeof(r->url), "%s", url);
+            log_safe(r->method, sizeof(r->method), method);
+            log_safe(r->url, sizeof(r->url), url);
         }
         *con_cls = r;
         atomic_fetch_add(&s->inflight, 1);
@@ -1172,6 +1180,26 @@ static void account(struct server *s, struct req *r,
                r->method, r->url, status, r->bytes_out, (double)ns / 1e6,
                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
                                                           : " (cut short)");
+}
+
+/* Copy src for a log line: bytes outside printable ASCII, '"' and '\\'
+ * become %XX, so a decoded path can never start a new line or end the
+ * quoted field early; cut to cap. */
+static void log_safe(char *dst, size_t cap, const char *src)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (; *src && n + 4 < cap; src++) {
+        unsigned char c = (unsigned char)*src;
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+            dst[n++] = '%';
+            dst[n++] = hex[c >> 4];
+            dst[n++] = hex[c & 15];
+        } else {
+            dst[n++] = (char)c;
+        }
+    }
+    dst[n] = '\0';
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn,

@@ -1541,7 +1541,14 @@ int store_hold(struct store *st, unsigned timeout_ms)
     st->hold_until =
         timeout_ms ? now_ns() + (uint64_t)timeout_ms * 1000000ull : 0;
     pthread_mutex_unlock(&st->lock);
-    return store_flush(st, NULL);
+    int rc = store_flush(st, NULL);
+    if (rc < 0) { /* no hold without the flush that makes it consistent */
+        pthread_mutex_lock(&st->lock);
+        st->held = 0;
+        st->hold_until = 0;
+        pthread_mutex_unlock(&st->lock);
+    }
+    return rc;
 }
 
 int store_release(struct store *st)

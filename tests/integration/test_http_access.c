@@ -83,6 +83,25 @@ static void test_trusted_proxies(void **state)
     srv_fini(&s);
 }
 
+/* A decoded path cannot forge a log line: control bytes and quotes are
+ * logged as %XX. */
+static void test_log_escaping(void **state)
+{
+    (void)state;
+    struct srv s;
+    const char *args[] = {"--access-log", NULL};
+    srv_up(&s, args);
+    assert_int_equal(
+        http_status(&s, "GET", "/x%0Aaccess%20forged%22q", NULL, NULL, 0), 404);
+    for (int i = 0; i < 100 && !srv_log_has(&s, "access 127.0.0.1 \"GET /x");
+         i++)
+        http_sleep_ms(20);
+    assert_true(srv_log_has(&s, "\"GET /x%0Aaccess forged%22q\" 404 "));
+    assert_false(srv_log_has(&s, "\naccess forged"));
+    assert_int_equal(srv_stop(&s), 0);
+    srv_fini(&s);
+}
+
 static void test_no_access_log(void **state)
 {
     (void)state;
@@ -111,6 +130,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trusted_proxies),
+        cmocka_unit_test(test_log_escaping),
         cmocka_unit_test(test_no_access_log),
         cmocka_unit_test(test_bad_proxy_list),
     };
