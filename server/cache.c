@@ -18,6 +18,9 @@
  *      until it is evicted and the last response using it is done.
  *  K4. The budget never goes over its limit: a charge that does not fit
  *      evicts the cache first, then fails without charging anything.
+ *  K5. Eviction for the budget and the retry after it run under one
+ *      mutex: the bytes an eviction frees are back in the budget before
+ *      any other thread decides there is no room.
  */
 #include "cache.h"
 
@@ -45,6 +48,17 @@ struct server_cache {
 
 /* ---- the budget ---- */
 
+static int budget_try(struct server_budget *b, uint64_t n)
+{
+    uint64_t cur = atomic_load(&b->used);
+    while (cur + n <= b->limit) /* K4 */
+        if (atomic_compare_exchange_weak(&b->used, &cur, cur + n))
+            return 0;
+    return -1;
+}
+
+static pthread_mutex_t evict_mu = PTHREAD_MUTEX_INITIALIZER;
+
 int budget_take(struct server_budget *b, uint64_t n)
 {
     if (!b || b->limit == 0) {
@@ -52,16 +66,23 @@ int budget_take(struct server_budget *b, uint64_t n)
             atomic_fetch_add(&b->used, n);
         return 0;
     }
-    for (int attempt = 0; attempt < 2; attempt++) {
+    if (budget_try(b, n) == 0)
+        return 0;
+    if (!b->cache)
+        return -1;
+    /* K5: one evictor at a time, and the retry under the same lock, so a
+     * thread never sees the cache emptied by another before the bytes it
+     * freed were given back. */
+    pthread_mutex_lock(&evict_mu);
+    int rc = budget_try(b, n);
+    if (rc < 0) {
         uint64_t cur = atomic_load(&b->used);
-        while (cur + n <= b->limit) { /* K4 */
-            if (atomic_compare_exchange_weak(&b->used, &cur, cur + n))
-                return 0;
-        }
-        if (attempt == 0 && b->cache)
+        if (cur + n > b->limit)
             cache_shrink(b->cache, cur + n - b->limit);
+        rc = budget_try(b, n);
     }
-    return -1;
+    pthread_mutex_unlock(&evict_mu);
+    return rc;
 }
 
 void budget_give(struct server_budget *b, uint64_t n)
