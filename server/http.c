@@ -172,41 +172,42 @@ static enum MHD_Result queue(struct req *r, int status,
     return ret;
 }
 
-static enum MHD_Result send_json(struct req *r, int status, char *json)
+/* A response owning json (freed by libmicrohttpd, or here on failure);
+ * *len gets its length. */
+static struct MHD_Response *json_response(char *json, size_t *len)
 {
     if (!json)
-        return MHD_NO;
-    size_t len = strlen(json);
+        return NULL;
+    *len = strlen(json);
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, json, MHD_RESPMEM_MUST_FREE);
+        MHD_create_response_from_buffer(*len, json, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(json);
-        return MHD_NO;
+        return NULL;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             "application/json");
-    return queue(r, status, resp, len);
+    return resp;
+}
+
+static enum MHD_Result send_json(struct req *r, int status, char *json)
+{
+    size_t len = 0;
+    struct MHD_Response *resp = json_response(json, &len);
+    return resp ? queue(r, status, resp, len) : MHD_NO;
 }
 
 /* An error response: JSON body, and the headers its status needs. */
 static enum MHD_Result send_error_status(struct req *r, enum api_error e,
                                          int status, const char *message)
 {
-    char *json = api_error_json(e, message);
-    if (!json)
+    size_t len = 0;
+    struct MHD_Response *resp = json_response(api_error_json(e, message), &len);
+    if (!resp)
         return MHD_NO;
-    size_t len = strlen(json);
     if (r->m == API_M_PUT || r->m == API_M_POST || r->m == API_M_DELETE)
         atomic_fetch_add_explicit(&r->srv->metrics.refusals[e], 1,
                                   memory_order_relaxed);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, json, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(json);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            "application/json");
     if (status == 503) {
         char ra[16];
         snprintf(ra, sizeof(ra), "%d", API_RETRY_AFTER_S);
@@ -430,17 +431,11 @@ static enum MHD_Result write_body(struct req *r, const char *data, size_t *size)
         r->over = 1;
         server_log(LOG_DEBUG, "chunked body past %u bytes: cut off",
                    API_MAX_BODY);
-        char *json = api_error_json(API_ERR_TOO_LARGE, NULL);
+        size_t len;
         struct MHD_Response *resp =
-            json ? MHD_create_response_from_buffer(strlen(json), json,
-                                                   MHD_RESPMEM_MUST_FREE)
-                 : NULL;
-        if (!resp) {
-            free(json);
+            json_response(api_error_json(API_ERR_TOO_LARGE, NULL), &len);
+        if (!resp)
             return MHD_NO;
-        }
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                "application/json");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
         enum MHD_Result ret = MHD_queue_response(r->conn, 413, resp);
         r->status = 413;
@@ -481,19 +476,11 @@ static enum MHD_Result write_answer(struct req *r)
     struct MHD_Response *resp;
     size_t len = 0;
     if (status == 201) {
-        char *json =
-            api_json_created(r->guid, r->got, r->comp.version, r->comp.durable);
-        if (!json)
+        resp = json_response(
+            api_json_created(r->guid, r->got, r->comp.version, r->comp.durable),
+            &len);
+        if (!resp)
             return MHD_NO;
-        len = strlen(json);
-        resp =
-            MHD_create_response_from_buffer(len, json, MHD_RESPMEM_MUST_FREE);
-        if (!resp) {
-            free(json);
-            return MHD_NO;
-        }
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                "application/json");
         char loc[16 + API_GUID_STRLEN];
         char g[API_GUID_STRLEN + 1];
         api_guid_format(r->guid, g);
@@ -565,6 +552,12 @@ static void plan_get(struct req *r, const struct store_blob_info *info,
     case API_RANGE_SINGLE:
         p->off = p->ranges.r[0].first;
         p->len = (uint32_t)(p->ranges.r[0].last - p->ranges.r[0].first + 1);
+        if (p->len > STORE_RANGE_NOVERIFY_MAX) {
+            /* The store reads and verifies the whole blob for these
+             * anyway: ask for it, slice it here, and let it be cached. */
+            p->off = 0;
+            p->len = STORE_READ_ALL;
+        }
         return;
     default:
         p->off = 0;
