@@ -203,6 +203,13 @@ static void test_headroom(void **state)
     http_expect_absent(s, full, "refused with 507");
     http_expect_blob(s, a, 50000, 1, ea, NULL);
     expect_ready(s, 503, "no_space", "/readyz below the headroom");
+    {
+        struct http_resp m;
+        http_req_ok(s, "GET", "/metrics", NULL, NULL, 0, &m);
+        if (!m.body || !strstr(m.body, "\nblobd_ready 0\n"))
+            fail_msg("/metrics below the headroom: blobd_ready is not 0");
+        http_resp_free(&m);
+    }
 
     /* DELETE and flush still run; the freed slot is reused */
     char path[128];
@@ -407,6 +414,16 @@ static void test_read_eio(void **state)
     memset(&r, 0, sizeof(r));
     http_get(s, x, &r);
     http_expect_error(&r, 500, "io_error", "GET with EIO on the read");
+    http_resp_free(&r);
+    /* counted in /admin/stats and /metrics */
+    http_req_ok(s, "GET", "/admin/stats", NULL, NULL, 0, &r);
+    if (!r.body || !strstr(r.body, "\"read_errors\":1,"))
+        fail_msg("/admin/stats after a read EIO: %.400s",
+                 r.body ? strstr(r.body, "\"http\"") : "(none)");
+    http_resp_free(&r);
+    http_req_ok(s, "GET", "/metrics", NULL, NULL, 0, &r);
+    if (!r.body || !strstr(r.body, "\nblobd_read_errors_total 1\n"))
+        fail_msg("/metrics lacks blobd_read_errors_total 1");
     http_resp_free(&r);
     http_expect_blob(s, x, 40000, 1, ex, NULL);
     expect_ready(s, 200, NULL, "/readyz after a read EIO");
