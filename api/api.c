@@ -136,6 +136,8 @@ const char *api_status_reason(int status)
         return "Request Header Fields Too Large";
     case 500:
         return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
     case 503:
         return "Service Unavailable";
     case 507:
@@ -358,6 +360,82 @@ int api_route(enum api_method m, const char *path, struct api_route *r)
 }
 
 #undef M
+
+/* ---- what the HTTP library lets through ---- */
+
+enum api_error api_check_target(const char *raw)
+{
+    size_t n = raw ? strlen(raw) : 0;
+    int in_query = 0;
+    if (n == 0)
+        return API_ERR_BAD_URI;
+    if (n > API_TARGET_MAX)
+        return API_ERR_URI_TOO_LONG;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)raw[i];
+        if (c <= 0x20 || c >= 0x7f)
+            return API_ERR_BAD_URI;
+        if (c == '?') {
+            in_query = 1;
+        } else if (c == '%') {
+            if (!in_query)
+                return API_ERR_BAD_URI;
+            int hi = i + 2 < n ? hex_value(raw[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_value(raw[i + 2]) : -1;
+            if (lo < 0)
+                return API_ERR_BAD_URI;
+            int v = hi * 16 + lo;
+            if (v < 0x20 || v == 0x7f)
+                return API_ERR_BAD_URI;
+            i += 2;
+        }
+    }
+    return API_ERR_NONE;
+}
+
+/* RFC 9110 §5.6.2 tchar. */
+static int is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+           (c >= 'A' && c <= 'Z') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+void api_header_check_add(struct api_header_check *c, const char *name,
+                          const char *value)
+{
+    size_t nl = name ? strlen(name) : 0;
+    size_t vl = value ? strlen(value) : 0;
+    c->fields++;
+    c->bytes += nl + vl + 4; /* ": " and CRLF */
+    if (nl == 0)
+        c->bad_name = 1;
+    for (size_t i = 0; i < nl; i++)
+        if (!is_tchar((unsigned char)name[i]))
+            c->bad_name = 1;
+    if (strcasecmp(name ? name : "", "Content-Length") == 0) {
+        c->content_length++;
+    } else if (strcasecmp(name ? name : "", "Transfer-Encoding") == 0) {
+        c->transfer_encoding++;
+        /* The value arrives with its outer whitespace trimmed. */
+        if (!value || strcasecmp(value, "chunked") != 0)
+            c->te_not_chunked = 1;
+    } else if (strcasecmp(name ? name : "", "Host") == 0) {
+        c->host = 1;
+    }
+}
+
+enum api_error api_header_verdict(const struct api_header_check *c, int http11)
+{
+    if (c->fields > API_HEADER_FIELDS_MAX || c->bytes > API_HEADER_BYTES_MAX)
+        return API_ERR_HEADERS_TOO_LARGE;
+    if (c->bad_name || (http11 && !c->host))
+        return API_ERR_BAD_HEADER;
+    if (c->transfer_encoding > 1 || c->te_not_chunked)
+        return API_ERR_UNSUPPORTED_TE;
+    if (c->content_length > 1 || (c->content_length && c->transfer_encoding))
+        return API_ERR_BAD_FRAMING;
+    return API_ERR_NONE;
+}
 
 /* ---- entity tags and preconditions (I2) ---- */
 

@@ -80,7 +80,17 @@
       "the body does not match its Content-MD5 or Content-Digest")             \
     X(HELD, 409, "held", "a hold is in place: compaction waits for release")   \
     X(OVER_BUDGET, 503, "over_budget",                                         \
-      "the memory budget is spent, retry later")
+      "the memory budget is spent, retry later")                               \
+    X(BAD_URI, 400, "bad_uri",                                                 \
+      "the request target holds a NUL, a control byte or an escaped path")     \
+    X(BAD_FRAMING, 400, "bad_framing",                                         \
+      "conflicting Content-Length or Transfer-Encoding headers")               \
+    X(BAD_HEADER, 400, "bad_header",                                           \
+      "a header name is malformed or an HTTP/1.1 request has no Host")         \
+    X(UNSUPPORTED_TE, 501, "unsupported_transfer_encoding",                    \
+      "the only transfer coding accepted is a single chunked")                 \
+    X(WRITE_FAILED, 500, "write_failed",                                       \
+      "writing the blob to the data file failed; nothing was stored")
 
 enum api_error {
     API_ERR_NONE = 0, /* not an error: api_route's "allowed" */
@@ -153,6 +163,44 @@ struct api_route {
  * but NO_ROUTE (kind API_R_NONE, allow NULL); r->guid only on success.
  */
 int api_route(enum api_method m, const char *path, struct api_route *r);
+
+/* ---- what the HTTP library lets through ----
+ * libmicrohttpd 0.9.75 decodes the target before the router sees it and
+ * takes the first of repeated framing headers; these checks run on what
+ * arrived instead. */
+#define API_TARGET_MAX 4096        /* bytes of request target: else 414 */
+#define API_HEADER_BYTES_MAX 16384 /* names, values, ": " and CRLFs: 431 */
+#define API_HEADER_FIELDS_MAX 64   /* header lines: else 431 */
+
+/*
+ * The raw request target as received: API_ERR_NONE, API_ERR_URI_TOO_LONG,
+ * or API_ERR_BAD_URI for any byte outside visible ASCII, any
+ * percent-escape in the path (no route needs one; decoded slashes and NULs
+ * would change what is addressed), and in the query a malformed escape or
+ * one that decodes to a NUL or control byte.
+ */
+enum api_error api_check_target(const char *raw);
+
+/* Header lines of one request, fed one at a time. */
+struct api_header_check {
+    unsigned fields;
+    size_t bytes;
+    unsigned content_length; /* Content-Length lines */
+    unsigned transfer_encoding;
+    int te_not_chunked; /* some Transfer-Encoding value is not "chunked" */
+    int bad_name;       /* a name that is not an RFC 9110 token */
+    int host;
+};
+void api_header_check_add(struct api_header_check *c, const char *name,
+                          const char *value);
+/*
+ * The verdict: API_ERR_NONE, API_ERR_HEADERS_TOO_LARGE (431),
+ * API_ERR_BAD_HEADER (a malformed name; no Host in HTTP/1.1),
+ * API_ERR_UNSUPPORTED_TE (501: anything but one "chunked"),
+ * API_ERR_BAD_FRAMING (Content-Length repeated, or with a
+ * Transfer-Encoding).  http11: the request said HTTP/1.1.
+ */
+enum api_error api_header_verdict(const struct api_header_check *c, int http11);
 
 /* ---- entity tags and preconditions ---- */
 
@@ -447,6 +495,10 @@ struct api_http_stats {
     uint64_t read_errors;       /* reads failed with an I/O error */
     uint64_t write_refusals[API_ERR_COUNT]; /* writes answered with an
                                                error, by code */
+    /* connections (limits, and what was closed for them) */
+    uint64_t max_connections, max_connections_per_client, fd_limit;
+    uint64_t header_timeouts;     /* closed: headers not in time */
+    uint64_t rejected_per_client; /* refused: over the per-client limit */
     struct api_hist latency[API_OP_COUNT];
 };
 

@@ -187,6 +187,11 @@ static const struct field stats_http_totals[] = {
     FS("open_connections", F_U64, http.open_connections),
     FS("checksum_failures", F_U64, http.checksum_failures),
     FS("read_errors", F_U64, http.read_errors),
+    FS("max_connections", F_U64, http.max_connections),
+    FS("max_connections_per_client", F_U64, http.max_connections_per_client),
+    FS("fd_limit", F_U64, http.fd_limit),
+    FS("header_timeouts", F_U64, http.header_timeouts),
+    FS("rejected_per_client", F_U64, http.rejected_per_client),
 };
 
 /* The sections in document order; http is finished by hand. */
@@ -624,6 +629,13 @@ static const struct metric metric_plain[] = {
        "Reads refused because the stored CRC32C did not match."),
     MS("blobd_read_errors_total", "counter", F_U64, http.read_errors,
        "Reads that failed with an I/O error."),
+    MS("blobd_http_max_connections", "gauge", F_U64, http.max_connections,
+       "Open connections at most (--max-connections, after the fd limit)."),
+    MS("blobd_http_max_connections_per_client", "gauge", F_U64,
+       http.max_connections_per_client,
+       "Open connections from one address at most; 0 = no limit."),
+    MS("blobd_fd_limit", "gauge", F_U64, http.fd_limit,
+       "The process's file descriptor limit (RLIMIT_NOFILE)."),
 };
 
 static void metrics_plain(struct obuf *b, const struct api_server_stats *s)
@@ -665,6 +677,16 @@ static void metrics_http(struct obuf *b, const struct api_http_stats *h)
                         "blobd_http_requests_total{method=\"%s\","
                         "code=\"%s\"} %" PRIu64 "\n",
                         method_names[m], class_names[c], h->requests[m][c]);
+    family(b, "blobd_connections_closed_total", "counter",
+           "Connections closed by the server's own limits, by reason.");
+    obuf_printf(b,
+                "blobd_connections_closed_total{reason=\"header_timeout\"} "
+                "%" PRIu64 "\n",
+                h->header_timeouts);
+    obuf_printf(b,
+                "blobd_connections_closed_total{reason=\"per_client\"} "
+                "%" PRIu64 "\n",
+                h->rejected_per_client);
     family(b, "blobd_write_refusals_total", "counter",
            "Writes answered with an error, by error code.");
     for (int e = API_ERR_NONE + 1; e < API_ERR_COUNT; e++) {

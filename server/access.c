@@ -201,8 +201,7 @@ static int cidr_match(const struct server_cidr *c, int family,
     return (c->addr[full] & m) == (addr[full] & m);
 }
 
-/* An address as (family, bytes); IPv4-mapped IPv6 counts as IPv4. */
-static int addr_bytes(const struct sockaddr *sa, unsigned char out[16])
+int server_addr_key(const struct sockaddr *sa, unsigned char out[16])
 {
     if (sa->sa_family == AF_INET) {
         memcpy(out, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
@@ -222,8 +221,8 @@ static int addr_bytes(const struct sockaddr *sa, unsigned char out[16])
     return -1;
 }
 
-static int trusted_bytes(const struct server_access *a, int family,
-                         const unsigned char *addr)
+int server_access_trusted_addr(const struct server_access *a, int family,
+                               const unsigned char *addr)
 {
     for (size_t i = 0; i < a->nproxies; i++)
         if (cidr_match(&a->proxies[i], family, addr))
@@ -235,14 +234,14 @@ int server_access_trusted(const struct server_access *a,
                           const struct sockaddr *peer)
 {
     unsigned char b[16];
-    int fam = peer ? addr_bytes(peer, b) : -1;
-    return fam > 0 && trusted_bytes(a, fam, b);
+    int fam = peer ? server_addr_key(peer, b) : -1;
+    return fam > 0 && server_access_trusted_addr(a, fam, b);
 }
 
 static void format_peer(const struct sockaddr *peer, char *out, size_t cap)
 {
     unsigned char b[16];
-    int fam = peer ? addr_bytes(peer, b) : -1;
+    int fam = peer ? server_addr_key(peer, b) : -1;
     if (fam < 0 || !inet_ntop(fam, b, out, (socklen_t)cap))
         snprintf(out, cap, "-");
 }
@@ -278,7 +277,7 @@ void server_access_client(const struct server_access *a,
         if (fam < 0)
             return;
         snprintf(out, cap, "%s", buf);
-        if (!trusted_bytes(a, fam, b))
+        if (!server_access_trusted_addr(a, fam, b))
             return;
         end = start > xff ? start - 1 : xff;
     }

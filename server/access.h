@@ -44,6 +44,12 @@ enum api_role server_access_role(const struct server_access *a, const char *tok,
 /* Is the peer one of the trusted proxies? */
 int server_access_trusted(const struct server_access *a,
                           const struct sockaddr *peer);
+/* An address as its family and bytes (4 for AF_INET, 16 for AF_INET6;
+ * IPv4-mapped IPv6 counts as IPv4); -1 for other families. */
+int server_addr_key(const struct sockaddr *sa, unsigned char out[16]);
+/* server_access_trusted for an address from server_addr_key. */
+int server_access_trusted_addr(const struct server_access *a, int family,
+                               const unsigned char *addr);
 /* The address to log for a request from peer: the peer itself, or, when
  * the peer is a trusted proxy and X-Forwarded-For is given, the
  * right-most address in it that is not itself a trusted proxy. */

@@ -57,10 +57,20 @@ static const struct opt opts[] = {
      "the store's directory (created 0700 if missing)"},
     {"http-threads", OPT_UINT, OFF(http_threads), "0", 0, 64, NULL,
      "HTTP threads; 0 = one per CPU"},
-    {"max-connections", OPT_UINT, OFF(max_connections), "1024", 1, 1000000,
-     NULL, "open connections at most"},
+    {"max-connections", OPT_UINT, OFF(max_connections), "4096", 1, 1000000,
+     NULL,
+     "open connections at most (the file descriptor limit is raised to "
+     "fit, or this is lowered with a warning)"},
+    {"max-connections-per-client", OPT_UINT, OFF(max_per_client), "128", 0,
+     1000000, NULL,
+     "open connections from one address at most; 0 = no limit; trusted "
+     "proxies are exempt"},
     {"connection-timeout", OPT_UINT, OFF(connection_timeout), "30", 1, 3600,
-     NULL, "seconds an idle connection is kept"},
+     NULL, "seconds a connection may stay silent in the middle of a request"},
+    {"header-timeout", OPT_UINT, OFF(header_timeout), "10", 1, 3600, NULL,
+     "seconds from a connection's start, or its previous answer, to the end "
+     "of a request's headers, however slowly they trickle; also how long an "
+     "idle keep-alive connection is kept"},
     {"flush-interval-ms", OPT_UINT, OFF(flush_interval_ms), "1000", 0, 3600000,
      NULL,
      "flush acknowledged changes this often; 0 = only on request or "

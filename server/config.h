@@ -14,7 +14,9 @@ struct server_config {
     char data_dir[CONFIG_STR_MAX];
     unsigned http_threads; /* 0 = one per CPU */
     unsigned max_connections;
+    unsigned max_per_client;     /* 0 = no limit */
     unsigned connection_timeout; /* seconds */
+    unsigned header_timeout;     /* seconds */
     unsigned flush_interval_ms;
     int sync_writes;
     unsigned backend; /* enum store_backend */

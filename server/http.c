@@ -86,6 +86,10 @@ struct req {
     size_t bytes_out;
     char method[16]; /* for the access log */
     char url[256];
+    /* what the library let through (api_check_target, on the raw target) */
+    enum api_error target_err;
+    struct server_conn *sc; /* the connection's entry (conns.c) */
+    int begun;              /* request_begin ran: the headers are in */
     /* results, written by a completion before the resume (H1) */
     struct store_completion comp;
     struct store_read_result rd;
@@ -223,9 +227,10 @@ static enum MHD_Result send_error_status(struct req *r, enum api_error e,
         api_content_range(cr, sizeof(cr), NULL, r->plan.info.len);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
     }
-    /* An error before the body was read: the connection cannot be reused
-     * (the unread body would be taken for the next request). */
-    if (r->state == RQ_NEW && (r->m == API_M_PUT || r->m == API_M_POST))
+    /* An answer in the first call: before a body was read (it would be
+     * taken for the next request) or to a request whose framing or
+     * target was refused.  libmicrohttpd closes the connection (H6). */
+    if (r->state == RQ_NEW)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     return queue(r, status, resp, len);
 }
@@ -471,6 +476,11 @@ static enum MHD_Result write_answer(struct req *r)
         if (status == 503 && r->comp.outcome == STORE_OUT_STORE_FAILED)
             server_log(LOG_DEBUG, "write refused: %s",
                        store_strerror(r->comp.rc));
+        /* This write's own data write failed, but the store goes on (only
+         * a failed sync or log write is sticky): not store_failed, which
+         * says restart. */
+        if (err == API_ERR_STORE_FAILED && !store_failed(r->srv->st))
+            err = API_ERR_WRITE_FAILED;
         return send_error(r, err, NULL);
     }
     struct MHD_Response *resp;
@@ -903,6 +913,11 @@ void server_collect_stats(struct server *s, struct api_server_stats *out)
         out->store_failed = store_failed(s->st) != 0;
     }
     metrics_snapshot(&s->metrics, &out->http);
+    out->http.max_connections = s->cfg.max_connections;
+    out->http.max_connections_per_client = s->cfg.max_per_client;
+    out->http.fd_limit = s->conns.fd_limit;
+    out->http.header_timeouts = atomic_load(&s->conns.header_timeouts);
+    out->http.rejected_per_client = atomic_load(&s->conns.per_client_rejects);
     out->not_ready = srv_state(s) == SRV_READY && s->st &&
                      not_ready_reason(s) >= 0 && !out->store_failed;
     cache_stats(s->cache, &out->cache_bytes, &out->cache_limit,
@@ -1047,6 +1062,82 @@ static enum MHD_Result first_call(struct req *r, const char *url)
     }
 }
 
+static struct req *req_new(struct server *s, struct MHD_Connection *conn)
+{
+    struct req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->srv = s;
+    r->conn = conn;
+    r->t0 = server_mono_ns();
+    atomic_fetch_add(&s->inflight, 1);
+    return r;
+}
+
+/* libmicrohttpd's URI log callback: the raw target, before the library
+ * decodes it or splits off the query.  The request starts here. */
+static void *on_target(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct server *s = cls;
+    struct req *r = req_new(s, conn);
+    if (!r)
+        return NULL;
+    r->target_err = api_check_target(uri);
+    if (s->cfg.access_log)
+        log_safe(r->url, sizeof(r->url), uri);
+    return r;
+}
+
+static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind,
+                                    const char *key, const char *value)
+{
+    (void)kind;
+    api_header_check_add(cls, key, value);
+    return MHD_YES;
+}
+
+/* What libmicrohttpd 0.9.75 lets through: a decoded target, repeated or
+ * conflicting framing headers, oversized headers.  0, or an error. */
+static enum api_error request_refusal(struct req *r, const char *version)
+{
+    if (r->target_err != API_ERR_NONE)
+        return r->target_err;
+    struct api_header_check c;
+    memset(&c, 0, sizeof(c));
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, check_header, &c);
+    return api_header_verdict(&c, version && !strcmp(version, "HTTP/1.1"));
+}
+
+/* The first call: the headers are complete. */
+static enum MHD_Result request_begin(struct req *r, const char *url,
+                                     const char *method, const char *version)
+{
+    struct server *s = r->srv;
+    r->begun = 1;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->sc = ci ? ci->socket_context : NULL;
+    server_conns_busy(r->sc);
+    r->m = api_method_parse(method);
+    if (s->cfg.access_log) {
+        log_safe(r->method, sizeof(r->method), method);
+        if (!r->url[0])
+            log_safe(r->url, sizeof(r->url), url);
+    }
+    enum api_error e = request_refusal(r, version);
+    if (e != API_ERR_NONE)
+        return send_error(r, e, NULL);
+    /* A request with a body is decided now, before the body is read
+     * (413, 411, 412 early: libmicrohttpd then closes the connection,
+     * which the unread body needs anyway).  Any other request waits for
+     * the next call: libmicrohttpd closes the connection after a
+     * response queued in the first call (H6). */
+    if ((r->m == API_M_PUT || r->m == API_M_POST) && !strncmp(url, "/blobs", 6))
+        return first_call(r, url);
+    r->state = RQ_HEADERS;
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -1054,32 +1145,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 {
     struct server *s = cls;
     struct req *r = *con_cls;
-    (void)version;
-    if (!r) {
-        r = calloc(1, sizeof(*r));
+    if (!r) { /* on_target could not allocate */
+        r = req_new(s, conn);
         if (!r)
             return MHD_NO;
-        r->srv = s;
-        r->conn = conn;
-        r->m = api_method_parse(method);
-        r->t0 = server_mono_ns();
-        if (s->cfg.access_log) {
-            log_safe(r->method, sizeof(r->method), method);
-            log_safe(r->url, sizeof(r->url), url);
-        }
         *con_cls = r;
-        atomic_fetch_add(&s->inflight, 1);
-        /* A request with a body is decided now, before the body is read
-         * (413, 411, 412 early: libmicrohttpd then closes the connection,
-         * which the unread body needs anyway).  Any other request waits
-         * for the next call: libmicrohttpd closes the connection after a
-         * response queued in the first call (H6). */
-        if ((r->m == API_M_PUT || r->m == API_M_POST) &&
-            !strncmp(url, "/blobs", 6))
-            return first_call(r, url);
-        r->state = RQ_HEADERS;
-        return MHD_YES;
     }
+    if (!r->begun)
+        return request_begin(r, url, method, version);
     switch (r->state) {
     case RQ_HEADERS:
         if (*upload_size > 0) { /* a body nobody asked for: dropped */
@@ -1118,7 +1191,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
             return MHD_YES; /* answered already */
         }
     case RQ_WAIT: /* resumed before the completion: cannot happen (H1) */
-    case RQ_NEW:
+    case RQ_NEW:  /* a body arrived after an answer in the first call */
     default:
         *upload_size = 0;
         return MHD_YES;
@@ -1200,11 +1273,13 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
                           enum MHD_ConnectionNotificationCode toe)
 {
     struct server *s = cls;
-    (void)conn, (void)socket_ctx;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add(&s->metrics.open_connections, 1);
-    else
+        server_conns_open(s, conn, socket_ctx);
+    } else {
+        server_conns_close(s, socket_ctx);
         atomic_fetch_sub(&s->metrics.open_connections, 1);
+    }
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -1212,11 +1287,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct server *s = cls;
     struct req *r = *con_cls;
-    (void)conn;
     if (!r)
         return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         server_log(LOG_DEBUG, "request ended early (code %d)", (int)toe);
+    if (!r->status) { /* refused by libmicrohttpd itself (e.g. a bad
+                         Content-Length): count what it sent */
+        const union MHD_ConnectionInfo *hi =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        if (hi && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+            r->status = (int)hi->http_status;
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    server_conns_idle(s, ci ? ci->socket_context : NULL); /* C2 */
     account(s, r, conn, toe);
     frame_free(s, r->frame);
     free(r);
@@ -1242,17 +1326,28 @@ int server_http_start(struct server *s, int listen_fd, char *err, size_t errlen)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? (unsigned)n : 1;
     }
+    if (server_conns_fd_limit(s) < 0) {
+        snprintf(err, errlen,
+                 "the file descriptor limit leaves no room for "
+                 "connections");
+        return -1;
+    }
+    if (server_conns_start(s) < 0) {
+        snprintf(err, errlen, "cannot start the connection watchdog");
+        return -1;
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     s->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET,
-        listen_fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections,
+        flags, 0, server_conns_accept, s, on_request, s,
+        MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
+        threads, MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.connection_timeout,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_target, s, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
     if (!s->mhd) {
+        server_conns_stop(s);
         snprintf(err, errlen, "libmicrohttpd failed to start");
         return -1;
     }
@@ -1264,4 +1359,5 @@ void server_http_stop(struct server *s)
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
     s->mhd = NULL;
+    server_conns_stop(s); /* every connection has reported its close */
 }

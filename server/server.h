@@ -9,8 +9,11 @@
 #ifndef BLOBD_SERVER_H
 #define BLOBD_SERVER_H
 
+#include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "access.h"
 #include "cache.h"
@@ -24,8 +27,21 @@ enum server_state {
     SRV_DRAINING /* shutting down: new requests 503, Connection: close */
 };
 
-struct MHD_Daemon;
 struct server_hooks;
+struct server_conn;
+
+/* Open connections (conns.c): header deadlines, per-client counts. */
+struct server_conns {
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* the watchdog's sleep */
+    struct server_conn *head;
+    pthread_t thread;
+    int started, stop;
+    uint64_t header_ns;  /* --header-timeout */
+    unsigned per_client; /* 0 = no limit */
+    uint64_t fd_limit;   /* RLIMIT_NOFILE in force */
+    atomic_uint_least64_t header_timeouts, per_client_rejects;
+};
 
 struct server {
     struct server_config cfg;
@@ -41,6 +57,7 @@ struct server {
     struct server_budget budget; /* request frames, responses, cache */
     struct server_cache *cache;  /* NULL when --cache-size is 0 */
     uint64_t started_ns;         /* CLOCK_MONOTONIC at start */
+    struct server_conns conns;
 };
 
 /* A snapshot of everything /admin/stats and /metrics report. */
@@ -54,10 +71,28 @@ int server_http_start(struct server *s, int listen_fd, char *err,
 /* Stop the daemon: every connection is closed, every request completed. */
 void server_http_stop(struct server *s);
 
+/* Connections (conns.c).  Raise RLIMIT_NOFILE to fit --max-connections,
+ * or lower max-connections to fit the limit (with a warning); -1 if no
+ * connection fits at all. */
+int server_conns_fd_limit(struct server *s);
+/* Start and stop the header-deadline watchdog (stop after libmicrohttpd
+ * has stopped). */
+int server_conns_start(struct server *s);
+void server_conns_stop(struct server *s);
+/* libmicrohttpd's accept policy: refuse a client over its limit. */
+enum MHD_Result server_conns_accept(void *cls, const struct sockaddr *addr,
+                                    socklen_t len);
+/* Connection started / closed (libmicrohttpd's notifications). */
+void server_conns_open(struct server *s, struct MHD_Connection *conn,
+                       void **socket_ctx);
+void server_conns_close(struct server *s, void **socket_ctx);
+/* A request's headers are complete; its answer is finished. */
+void server_conns_busy(struct server_conn *c);
+void server_conns_idle(struct server *s, struct server_conn *c);
+
 /* Test hooks (testhooks.c in test builds; no-ops otherwise). */
 struct store_io *server_hooks_init(struct server *s);
 void server_hooks_open_delay(void);
-struct MHD_Connection;
 /* 1 if the request was a test endpoint and was answered. */
 int server_hooks_route(struct server *s, struct MHD_Connection *c,
                        const char *url, const char *method);

@@ -83,8 +83,9 @@ static void test_trusted_proxies(void **state)
     srv_fini(&s);
 }
 
-/* A decoded path cannot forge a log line: control bytes and quotes are
- * logged as %XX. */
+/* A target cannot forge a log line: it is logged as it arrived (an
+ * escaped path is refused, 400 bad_uri, and still logged), and raw bytes
+ * outside printable ASCII, quotes and backslashes are logged as %XX. */
 static void test_log_escaping(void **state)
 {
     (void)state;
@@ -92,12 +93,23 @@ static void test_log_escaping(void **state)
     const char *args[] = {"--access-log", NULL};
     srv_up(&s, args);
     assert_int_equal(
-        http_status(&s, "GET", "/x%0Aaccess%20forged%22q", NULL, NULL, 0), 404);
+        http_status(&s, "GET", "/x%0Aaccess%20forged%22q", NULL, NULL, 0), 400);
     for (int i = 0; i < 100 && !srv_log_has(&s, "access 127.0.0.1 \"GET /x");
          i++)
         http_sleep_ms(20);
-    assert_true(srv_log_has(&s, "\"GET /x%0Aaccess forged%22q\" 404 "));
+    assert_true(srv_log_has(&s, "\"GET /x%0Aaccess%20forged%22q\" 400 "));
     assert_false(srv_log_has(&s, "\naccess forged"));
+    /* Raw bytes libcurl would not send. */
+    static const char raw[] =
+        "GET /y\x01\"\\\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n";
+    char out[2048];
+    assert_true(http_raw_exchange(&s, raw, sizeof(raw) - 1, out, sizeof(out),
+                                  5000) > 0);
+    assert_int_equal(http_raw_status(out), 400);
+    for (int i = 0; i < 100 && !srv_log_has(&s, "access 127.0.0.1 \"GET /y");
+         i++)
+        http_sleep_ms(20);
+    assert_true(srv_log_has(&s, "\"GET /y%01%22%5C%C3%A9\" 400 "));
     assert_int_equal(srv_stop(&s), 0);
     srv_fini(&s);
 }

@@ -691,6 +691,10 @@ static void check_labels(const struct msample *smp, size_t line)
             ok = in_set(l->val, k_classes, NELEM(k_classes));
         else if (!strcmp(l->key, "op"))
             ok = in_set(l->val, k_ops, NELEM(k_ops));
+        else if (!strcmp(l->key, "reason") &&
+                 !strcmp(smp->name, "blobd_connections_closed_total"))
+            ok = !strcmp(l->val, "header_timeout") ||
+                 !strcmp(l->val, "per_client");
         else if (!strcmp(l->key, "reason"))
             ok = is_error_code(l->val);
         else if (!strcmp(l->key, "le"))

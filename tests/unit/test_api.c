@@ -100,6 +100,11 @@ static const struct {
     {API_ERR_DIGEST_MISMATCH, 400, "digest_mismatch"},
     {API_ERR_HELD, 409, "held"},
     {API_ERR_OVER_BUDGET, 503, "over_budget"},
+    {API_ERR_BAD_URI, 400, "bad_uri"},
+    {API_ERR_BAD_FRAMING, 400, "bad_framing"},
+    {API_ERR_BAD_HEADER, 400, "bad_header"},
+    {API_ERR_UNSUPPORTED_TE, 501, "unsupported_transfer_encoding"},
+    {API_ERR_WRITE_FAILED, 500, "write_failed"},
 };
 
 static void test_error_table(void **state)
@@ -450,6 +455,130 @@ static void test_route_resources(void **state)
             int listed = strstr(rows[i].allow, names[m]) != NULL;
             CHECK(listed == !!(rows[i].allowed & MB(m)), i, rows[i].allow);
         }
+}
+
+/* The raw target: escapes in the path, NULs and control bytes anywhere,
+ * and length. */
+static void test_check_target(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *t;
+        enum api_error e;
+    } rows[] = {
+        {"/blobs/00112233445566778899aabbccddeeff", API_ERR_NONE},
+        {"/blobs?after=00112233445566778899aabbccddeeff&limit=5", API_ERR_NONE},
+        {"/blobs/x?fsync=%74rue", API_ERR_NONE},   /* query escapes pass */
+        {"/blobs/x?a=%41%7e%C3%A9", API_ERR_NONE}, /* %7E, UTF-8 */
+        {"/", API_ERR_NONE},
+        {"", API_ERR_BAD_URI},
+        {"/blobs/0011%00", API_ERR_BAD_URI},
+        {"/blobs/%30011", API_ERR_BAD_URI}, /* any escape in the path */
+        {"/blobs%2F0011", API_ERR_BAD_URI}, /* a decoded slash */
+        {"/blobs/x%zz", API_ERR_BAD_URI},
+        {"/blobs/x?fsync=tr%00ue", API_ERR_BAD_URI},
+        {"/blobs/x?a=%0a", API_ERR_BAD_URI}, /* a control escape */
+        {"/blobs/x?a=%1F", API_ERR_BAD_URI},
+        {"/blobs/x?a=%7F", API_ERR_BAD_URI},
+        {"/blobs/x?a=%2", API_ERR_BAD_URI}, /* cut short */
+        {"/blobs/x?a=%", API_ERR_BAD_URI},
+        {"/blobs/x?a=%g0", API_ERR_BAD_URI},
+        {"/blobs/x\x01", API_ERR_BAD_URI}, /* raw bytes */
+        {"/blobs/x\x7f", API_ERR_BAD_URI},
+        {"/blobs/\xc3\xa9", API_ERR_BAD_URI},
+        {"/blobs/a b", API_ERR_BAD_URI},
+        {"/blobs/a\tb", API_ERR_BAD_URI},
+    };
+    for (size_t i = 0; i < NELEM(rows); i++)
+        CHECK(api_check_target(rows[i].t) == rows[i].e, i, rows[i].t);
+    assert_int_equal(api_check_target(NULL), API_ERR_BAD_URI);
+
+    char *t = malloc(API_TARGET_MAX + 2);
+    assert_non_null(t);
+    memset(t, 'a', API_TARGET_MAX + 1);
+    t[0] = '/';
+    t[API_TARGET_MAX] = '\0'; /* exactly the limit */
+    assert_int_equal(api_check_target(t), API_ERR_NONE);
+    t[API_TARGET_MAX] = 'a';
+    t[API_TARGET_MAX + 1] = '\0';
+    assert_int_equal(api_check_target(t), API_ERR_URI_TOO_LONG);
+    free(t);
+}
+
+static enum api_error verdict(const char *const *h, int http11)
+{
+    struct api_header_check c;
+    memset(&c, 0, sizeof(c));
+    for (size_t i = 0; h[i]; i += 2)
+        api_header_check_add(&c, h[i], h[i + 1]);
+    return api_header_verdict(&c, http11);
+}
+
+/* Framing headers libmicrohttpd would take the first of, names that are
+ * not tokens, a missing Host, and size. */
+static void test_header_verdict(void **state)
+{
+    (void)state;
+    const char *ok[] = {"Host", "x", "Content-Length", "5", NULL};
+    assert_int_equal(verdict(ok, 1), API_ERR_NONE);
+    const char *chunked[] = {"host", "x", "transfer-encoding", "Chunked", NULL};
+    assert_int_equal(verdict(chunked, 1), API_ERR_NONE);
+    const char *nohost[] = {"Accept", "*/*", NULL};
+    assert_int_equal(verdict(nohost, 1), API_ERR_BAD_HEADER);
+    assert_int_equal(verdict(nohost, 0), API_ERR_NONE); /* HTTP/1.0 */
+    const char *dup[] = {"Host", "x", "Content-Length", "5", "Content-Length",
+                         "5",    NULL};
+    assert_int_equal(verdict(dup, 1), API_ERR_BAD_FRAMING);
+    const char *both[] = {
+        "Host",    "x", "Content-Length", "5", "Transfer-Encoding",
+        "chunked", NULL};
+    assert_int_equal(verdict(both, 1), API_ERR_BAD_FRAMING);
+    static const char *const codings[] = {"gzip", "gzip, chunked",
+                                          "chunked, chunked", "identity", ""};
+    for (size_t i = 0; i < NELEM(codings); i++) {
+        const char *h[] = {"Host", "x", "Transfer-Encoding", codings[i], NULL};
+        CHECK(verdict(h, 1) == API_ERR_UNSUPPORTED_TE, i, codings[i]);
+    }
+    const char *two_te[] = {
+        "Host",    "x", "Transfer-Encoding", "chunked", "Transfer-Encoding",
+        "chunked", NULL};
+    assert_int_equal(verdict(two_te, 1), API_ERR_UNSUPPORTED_TE);
+    static const char *const names[] = {"X-A ", "X A",  "X\tA",     "",
+                                        "X:A",  "X(A)", "X\xc3\xa9"};
+    for (size_t i = 0; i < NELEM(names); i++) {
+        const char *h[] = {"Host", "x", names[i], "v", NULL};
+        CHECK(verdict(h, 1) == API_ERR_BAD_HEADER, i, names[i]);
+    }
+    const char *tokens[] = {"Host", "x", "X-!#$%&'*+-.^_`|~09azAZ", "v", NULL};
+    assert_int_equal(verdict(tokens, 1), API_ERR_NONE);
+
+    /* Size: fields and bytes, each at the limit and one past it. */
+    struct api_header_check c;
+    memset(&c, 0, sizeof(c));
+    api_header_check_add(&c, "Host", "x");
+    for (int i = 1; i < API_HEADER_FIELDS_MAX; i++)
+        api_header_check_add(&c, "X-F", "v");
+    assert_int_equal(api_header_verdict(&c, 1), API_ERR_NONE);
+    api_header_check_add(&c, "X-F", "v");
+    assert_int_equal(api_header_verdict(&c, 1), API_ERR_HEADERS_TOO_LARGE);
+
+    char *v = malloc(API_HEADER_BYTES_MAX);
+    assert_non_null(v);
+    size_t host = strlen("Host") + strlen("x") + 4;
+    size_t room = API_HEADER_BYTES_MAX - host - strlen("X-Big") - 4;
+    memset(v, 'v', room);
+    v[room] = '\0';
+    memset(&c, 0, sizeof(c));
+    api_header_check_add(&c, "Host", "x");
+    api_header_check_add(&c, "X-Big", v);
+    assert_int_equal(api_header_verdict(&c, 1), API_ERR_NONE);
+    v[room] = 'v';
+    v[room + 1] = '\0';
+    memset(&c, 0, sizeof(c));
+    api_header_check_add(&c, "Host", "x");
+    api_header_check_add(&c, "X-Big", v);
+    assert_int_equal(api_header_verdict(&c, 1), API_ERR_HEADERS_TOO_LARGE);
+    free(v);
 }
 
 static void test_route_errors(void **state)
@@ -1634,6 +1763,8 @@ int main(void)
         cmocka_unit_test(test_method_parse),
         cmocka_unit_test(test_route_resources),
         cmocka_unit_test(test_route_errors),
+        cmocka_unit_test(test_check_target),
+        cmocka_unit_test(test_header_verdict),
         cmocka_unit_test(test_etag_format),
         cmocka_unit_test(test_etags_parse),
         cmocka_unit_test(test_etags_limit),

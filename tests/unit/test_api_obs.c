@@ -584,6 +584,11 @@ static void fill(struct api_server_stats *s, int flip)
     s->http.open_connections = 141;
     s->http.checksum_failures = 142;
     s->http.read_errors = 143;
+    s->http.max_connections = 4096;
+    s->http.max_connections_per_client = 128;
+    s->http.fd_limit = 65536;
+    s->http.header_timeouts = 147;
+    s->http.rejected_per_client = 148;
     s->http.write_refusals[API_ERR_NO_SPACE] = 144;
     s->http.write_refusals[API_ERR_STORE_FAILED] = 145;
     s->http.write_refusals[API_ERR_TOO_LARGE] = 146;
@@ -771,6 +776,11 @@ static void check_stats_doc(const char *text, const struct api_server_stats *s,
         WN("open_connections", s->http.open_connections),
         WN("checksum_failures", s->http.checksum_failures),
         WN("read_errors", s->http.read_errors),
+        WN("max_connections", s->http.max_connections),
+        WN("max_connections_per_client", s->http.max_connections_per_client),
+        WN("fd_limit", s->http.fd_limit),
+        WN("header_timeouts", s->http.header_timeouts),
+        WN("rejected_per_client", s->http.rejected_per_client),
         WO("write_refusals"),
         WO("latency"),
     };
@@ -1207,11 +1217,26 @@ static void check_metrics(const struct exposition *x,
         {"blobd_checksum_failures_total", "counter",
          (double)s->http.checksum_failures},
         {"blobd_read_errors_total", "counter", (double)s->http.read_errors},
+        {"blobd_http_max_connections", "gauge",
+         (double)s->http.max_connections},
+        {"blobd_http_max_connections_per_client", "gauge",
+         (double)s->http.max_connections_per_client},
+        {"blobd_fd_limit", "gauge", (double)s->http.fd_limit},
     };
     for (size_t i = 0; i < NELEM(w); i++) {
         CHECK(strcmp(family_type(x, w[i].name), w[i].type) == 0, i, w[i].name);
         CHECK(value_of(x, w[i].name, "") == w[i].value, i, w[i].name);
     }
+
+    /* Connections closed by the server's limits, by reason. */
+    assert_string_equal(family_type(x, "blobd_connections_closed_total"),
+                        "counter");
+    assert_true(value_of(x, "blobd_connections_closed_total",
+                         "reason=header_timeout") ==
+                (double)s->http.header_timeouts);
+    assert_true(
+        value_of(x, "blobd_connections_closed_total", "reason=per_client") ==
+        (double)s->http.rejected_per_client);
 
     /* build_info: the version as an escaped label, value 1. */
     char label[256];
