@@ -33,7 +33,7 @@
 #include "api.h"
 #include "srv.h"
 
-/* Exit codes (server/main.c, .cache/server_facts.md). */
+/* Exit codes (server/main.c, server/README.md). */
 #define EX_USAGE_ 64
 #define EX_CORRUPT_ 65
 #define EX_NOLISTEN_ 69
