@@ -416,7 +416,9 @@ void api_header_check_add(struct api_header_check *c, const char *name,
         c->content_length++;
     } else if (strcasecmp(name ? name : "", "Transfer-Encoding") == 0) {
         c->transfer_encoding++;
-        /* The value arrives with its outer whitespace trimmed. */
+        /* Leading whitespace is trimmed by libmicrohttpd, trailing is
+         * not; the library itself decodes only an exact "chunked", so
+         * "chunked " must be refused too. */
         if (!value || strcasecmp(value, "chunked") != 0)
             c->te_not_chunked = 1;
     } else if (strcasecmp(name ? name : "", "Host") == 0) {

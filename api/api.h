@@ -377,7 +377,10 @@ enum api_body {
  * one that overflows uint64, is TOO_LARGE; anything else BAD_LENGTH.
  * Transfer-Encoding "chunked" (case-insensitive, OWS around) wins over
  * Content-Length; any other Transfer-Encoding ("gzip, chunked" included:
- * we decode no coding) is LENGTH_REQUIRED. */
+ * we decode no coding) is LENGTH_REQUIRED.  The server runs
+ * api_header_verdict first, which refuses a Transfer-Encoding other than
+ * one exact "chunked" and one together with Content-Length, so there only
+ * the first and the last rules are reached. */
 enum api_body api_body_kind(const char *content_length,
                             const char *transfer_encoding, uint64_t *len);
 

@@ -476,11 +476,14 @@ static enum MHD_Result write_answer(struct req *r)
         if (status == 503 && r->comp.outcome == STORE_OUT_STORE_FAILED)
             server_log(LOG_DEBUG, "write refused: %s",
                        store_strerror(r->comp.rc));
-        /* This write's own data write failed, but the store goes on (only
-         * a failed sync or log write is sticky): not store_failed, which
-         * says restart. */
+        /* Not sticky (only a failed sync or log write is): not
+         * store_failed, which says restart.  An EIO is this write's own
+         * data write, which stored nothing; anything else (ENOMEM in a
+         * group commit, say) may have applied the write without making
+         * it durable, which overloaded already warns of. */
         if (err == API_ERR_STORE_FAILED && !store_failed(r->srv->st))
-            err = API_ERR_WRITE_FAILED;
+            err =
+                r->comp.rc == -EIO ? API_ERR_WRITE_FAILED : API_ERR_OVERLOADED;
         return send_error(r, err, NULL);
     }
     struct MHD_Response *resp;
@@ -1069,6 +1072,8 @@ static struct req *req_new(struct server *s, struct MHD_Connection *conn)
         return NULL;
     r->srv = s;
     r->conn = conn;
+    r->m = API_M_OTHER; /* until the headers are in: the library does not
+                           say which method it refused */
     r->t0 = server_mono_ns();
     atomic_fetch_add(&s->inflight, 1);
     return r;
@@ -1295,8 +1300,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          Content-Length): count what it sent */
         const union MHD_ConnectionInfo *hi =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
-        if (hi && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-            r->status = (int)hi->http_status;
+        if (hi)
+            r->status = (int)hi->http_status; /* 0 if none was sent */
     }
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
