@@ -22,7 +22,7 @@ function(blobd_itest name)
                        ENVIRONMENT "BLOBD_BIN=$<TARGET_FILE:${T_BIN}>")
 endfunction()
 
-add_library(blobd_testhttp STATIC support/srv.c)
+add_library(blobd_testhttp STATIC support/srv.c support/load.c)
 target_include_directories(blobd_testhttp PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/support)
 target_link_libraries(blobd_testhttp PUBLIC blobd_testsupport blobd_api PkgConfig::CURL)
 
@@ -34,5 +34,27 @@ foreach(src ${BLOBD_ITESTS})
   if(name MATCHES "_faults$")
     set(bin blobd-test)
   endif()
-  blobd_itest(${name} SOURCES ${src} BIN ${bin} TIMEOUT 300)
+  set(timeout 300)
+  if(name STREQUAL "test_http_powerloss")
+    set(timeout 600)
+  endif()
+  blobd_itest(${name} SOURCES ${src} BIN ${bin} TIMEOUT ${timeout})
 endforeach()
+
+# blobd_itest_more(<name> <exe> TIMEOUT <s> LABELS <...> ENV <NAME=value...>)
+# Another CTest entry for an itest's executable, with more environment.
+function(blobd_itest_more name exe)
+  cmake_parse_arguments(T "" "TIMEOUT" "LABELS;ENV" ${ARGN})
+  add_test(NAME ${name} COMMAND ${exe})
+  set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT}
+                       LABELS "integration;${T_LABELS}"
+                       ENVIRONMENT "BLOBD_BIN=$<TARGET_FILE:blobd>;${T_ENV}")
+endfunction()
+
+# kill -9 and power loss under load: more rounds under slow (the default
+# entries read BLOBD_KILL_ROUNDS / BLOBD_POWER_CUTS from the environment,
+# 50 and 20 without it).
+blobd_itest_more(test_http_kill_slow test_http_kill TIMEOUT 1800
+                 LABELS slow ENV BLOBD_KILL_ROUNDS=300)
+blobd_itest_more(test_http_powerloss_slow test_http_powerloss TIMEOUT 2400
+                 LABELS slow ENV BLOBD_POWER_CUTS=100)
