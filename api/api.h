@@ -516,6 +516,8 @@ struct api_server_stats {
     struct store_stats store;
     uint64_t cache_bytes, cache_limit, cache_hits, cache_misses;
     uint64_t mem_used, mem_limit;
+    uint64_t mem_connections; /* the HTTP library's per-connection buffers,
+                                 outside the budget */
     struct api_http_stats http;
 };
 

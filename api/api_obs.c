@@ -179,6 +179,7 @@ static const struct field stats_cache[] = {
 static const struct field stats_memory[] = {
     FS("used_bytes", F_U64, mem_used),
     FS("limit_bytes", F_U64, mem_limit),
+    FS("connections_bytes", F_U64, mem_connections),
 };
 
 static const struct field stats_http_totals[] = {
@@ -618,6 +619,9 @@ static const struct metric metric_plain[] = {
        "Bytes charged to the memory budget."),
     MS("blobd_memory_limit_bytes", "gauge", F_U64, mem_limit,
        "The memory budget."),
+    MS("blobd_memory_connections_bytes", "gauge", F_U64, mem_connections,
+       "The HTTP library's buffers of the open connections (outside the "
+       "budget, bounded by the connection limit)."),
     MS("blobd_http_received_bytes_total", "counter", F_U64, http.bytes_in,
        "Request body bytes received."),
     MS("blobd_http_sent_bytes_total", "counter", F_U64, http.bytes_out,

@@ -132,7 +132,8 @@ static int listen_on(const char *spec, char *err, size_t errlen)
     int one = 1;
     if (fd < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+        listen(fd, SOMAXCONN) < 0) {
         snprintf(err, errlen, "cannot listen on %.256s: %s", spec,
                  strerror(errno));
         if (fd >= 0)

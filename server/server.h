@@ -30,6 +30,13 @@ enum server_state {
 struct server_hooks;
 struct server_conn;
 
+/* libmicrohttpd's memory per connection (its default, set explicitly):
+ * the buffer for a request's line and headers and for reading bodies.
+ * Outside the memory budget (a connection cut for the budget would get no
+ * 503), bounded by --max-connections, reported as
+ * memory.connections_bytes. */
+#define SERVER_CONN_MEMORY (32u * 1024)
+
 /* Open connections (conns.c): header deadlines, per-client counts. */
 struct server_conns {
     pthread_mutex_t lock;

@@ -58,3 +58,16 @@ blobd_itest_more(test_http_kill_slow test_http_kill TIMEOUT 1800
                  LABELS slow ENV BLOBD_KILL_ROUNDS=300)
 blobd_itest_more(test_http_powerloss_slow test_http_powerloss TIMEOUT 2400
                  LABELS slow ENV BLOBD_POWER_CUTS=100)
+
+# valgrind memcheck over the server in the functional HTTP tests (label
+# slow; the pread backend: io_uring fills buffers behind valgrind's back).
+# A memcheck error exits the server with 99, which fails the test.
+find_program(BLOBD_VALGRIND valgrind)
+if(BLOBD_VALGRIND)
+  foreach(t put get range list cond flush auth access admin)
+    add_test(NAME test_http_${t}_valgrind COMMAND test_http_${t})
+    set_tests_properties(test_http_${t}_valgrind PROPERTIES TIMEOUT 900
+      LABELS "integration;slow;valgrind"
+      ENVIRONMENT "BLOBD_BIN=${CMAKE_CURRENT_SOURCE_DIR}/support/valgrind_blobd.sh;BLOBD_REAL_BIN=$<TARGET_FILE:blobd>")
+  endforeach()
+endif()

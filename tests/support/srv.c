@@ -17,7 +17,10 @@
  *
  * Thread rules: srv_* functions are called from the test's main thread;
  * http_* and http_raw_* may be called from several threads at once (curl
- * is initialised once, before the first request, under pthread_once).
+ * is initialised once, before the first request, under pthread_once),
+ * except those that fail the test (http_*_ok, http_expect_*,
+ * http_stats_num, http_metric_value): cmocka wants its main thread.  A
+ * prober's thread only calls http_get_from.
  */
 #include "srv.h"
 
@@ -25,6 +28,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -38,6 +42,7 @@
 #include <strings.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -257,7 +262,8 @@ static char **srv_argv(struct srv *s, const char *const *extra)
 }
 
 /* In the child, after fork: only async-signal-safe calls. */
-static void srv_child(int logfd, pid_t parent, char **argv, char **envp)
+static void srv_child(int logfd, pid_t parent, char **argv, char **envp,
+                      int nofile)
 {
     sigset_t all;
     sigemptyset(&all);
@@ -274,6 +280,15 @@ static void srv_child(int logfd, pid_t parent, char **argv, char **envp)
     dup2(logfd, 1);
     dup2(logfd, 2);
     syscall(SYS_close_range, 3u, ~0u, 0u);
+    if (nofile > 0) {
+        struct rlimit rl = {(rlim_t)nofile, (rlim_t)nofile};
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            static const char m[] = "srv: setrlimit(RLIMIT_NOFILE) failed\n";
+            ssize_t w = write(2, m, sizeof(m) - 1);
+            (void)w;
+            _exit(127);
+        }
+    }
     execve(argv[0], argv, envp);
     static const char msg[] = "srv: execve of the server failed\n";
     ssize_t w = write(2, msg, sizeof(msg) - 1);
@@ -304,7 +319,7 @@ int srv_start(struct srv *s, const char *const *argv, const char *const *env)
     if (pid < 0)
         fail_msg("fork: %s", strerror(errno));
     if (pid == 0)
-        srv_child(logfd, parent, av, ev);
+        srv_child(logfd, parent, av, ev, s->nofile);
     close(logfd);
     free(av);
     free(ev);
@@ -1126,4 +1141,326 @@ int http_raw_parse(const char *buf, size_t len, struct http_resp *r)
         r->body[r->body_len] = '\0';
         return 0;
     }
+}
+
+/* ---- the server process seen from /proc ---- */
+
+int srv_fd_count(struct srv *s)
+{
+    char path[64];
+    if (s->pid <= 0)
+        return -1;
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)s->pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+long srv_rss_kib(struct srv *s)
+{
+    char path[64];
+    if (s->pid <= 0)
+        return -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)s->pid);
+    char *p = read_file(path, NULL);
+    if (!p)
+        return -1;
+    long kib = -1;
+    const char *v = strstr(p, "\nVmRSS:");
+    if (v)
+        kib = strtol(v + 7, NULL, 10);
+    free(p);
+    return kib;
+}
+
+/* ---- several client addresses ---- */
+
+#define RAW_CONNECT_TIMEOUT_MS 5000
+#define RAW_FETCH_CAP (4u << 20) /* an answer read by http_get_from_resp */
+
+/* A TCP connection to the server from src_ip (NULL: unbound), given up
+ * after timeout_ms; blocking once connected.  fd, or -1 with errno. */
+static int raw_connect(struct srv *s, const char *src_ip, int timeout_ms)
+{
+    srv_global();
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    if (src_ip) {
+        struct sockaddr_in b;
+        memset(&b, 0, sizeof(b));
+        b.sin_family = AF_INET;
+        if (inet_pton(AF_INET, src_ip, &b.sin_addr) != 1) {
+            errno = EINVAL;
+            goto fail;
+        }
+#ifdef IP_BIND_ADDRESS_NO_PORT
+        /* the port is picked at connect, per destination: thousands of
+         * connections from one address do not use up the port range */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+#endif
+        if (bind(fd, (struct sockaddr *)&b, sizeof(b)) != 0)
+            goto fail;
+    }
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)s->port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        if (errno != EINPROGRESS)
+            goto fail;
+        uint64_t deadline = http_mono_ms() + (uint64_t)timeout_ms;
+        for (;;) {
+            uint64_t t = http_mono_ms();
+            if (t >= deadline) {
+                errno = ETIMEDOUT;
+                goto fail;
+            }
+            struct pollfd pf = {fd, POLLOUT, 0};
+            int pr = poll(&pf, 1, (int)(deadline - t));
+            if (pr < 0 && errno == EINTR)
+                continue;
+            if (pr < 0)
+                goto fail;
+            if (pr > 0)
+                break;
+        }
+        int err = 0;
+        socklen_t el = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+            goto fail;
+        if (err != 0) {
+            errno = err;
+            goto fail;
+        }
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0)
+        goto fail;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+int http_raw_connect_from(struct srv *s, const char *src_ip)
+{
+    return raw_connect(s, src_ip, RAW_CONNECT_TIMEOUT_MS);
+}
+
+long http_raw_wait_eof(int fd, int timeout_ms)
+{
+    uint64_t t0 = http_mono_ms();
+    uint64_t deadline = t0 + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    char buf[4096];
+    for (;;) {
+        uint64_t t = http_mono_ms();
+        if (t >= deadline)
+            return -1;
+        struct pollfd pf = {fd, POLLIN, 0};
+        int pr = poll(&pf, 1, (int)(deadline - t));
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr < 0)
+            return -1;
+        if (pr == 0)
+            return -1;
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n > 0)
+            continue; /* an answer before the close: dropped */
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        /* EOF, or ECONNRESET and the like: closed */
+        return (long)(http_mono_ms() - t0);
+    }
+}
+
+long http_get_from_resp(struct srv *s, const char *src_ip, const char *path,
+                        int timeout_ms, struct http_resp *r)
+{
+    uint64_t t0 = http_mono_ms();
+    long st = 0;
+    char *buf = NULL, *req = NULL;
+    memset(r, 0, sizeof(*r));
+    int fd = raw_connect(s, src_ip, timeout_ms);
+    if (fd < 0)
+        return 0;
+    size_t rl = strlen(path) + 128;
+    req = malloc(rl);
+    buf = malloc(RAW_FETCH_CAP);
+    if (!req || !buf)
+        goto out;
+    snprintf(req, rl,
+             "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: "
+             "close\r\n\r\n",
+             path, s->port);
+    if (http_raw_send(fd, req, strlen(req)) != 0)
+        goto out;
+    long left = (long)timeout_ms - (long)(http_mono_ms() - t0);
+    long n = http_raw_read(fd, buf, RAW_FETCH_CAP, left > 1 ? (int)left : 1);
+    if (n <= 0 || http_raw_parse(buf, (size_t)n, r) != 0)
+        goto out;
+    char cl[32];
+    if (http_header(r, "Content-Length", cl, sizeof(cl)) &&
+        r->body_len < (size_t)strtoull(cl, NULL, 10)) {
+        http_resp_free(r); /* cut short */
+        goto out;
+    }
+    st = r->status;
+out:
+    if (st == 0)
+        http_resp_free(r);
+    free(buf);
+    free(req);
+    close(fd);
+    return st;
+}
+
+long http_get_from(struct srv *s, const char *src_ip, const char *path,
+                   int timeout_ms, long *ms)
+{
+    struct http_resp r;
+    uint64_t t0 = http_mono_ms();
+    long st = http_get_from_resp(s, src_ip, path, timeout_ms, &r);
+    http_resp_free(&r);
+    if (ms)
+        *ms = (long)(http_mono_ms() - t0);
+    return st;
+}
+
+double http_stats_num(struct srv *s, const char *src_ip, const char *path)
+{
+    struct http_resp r;
+    char key[128], shown[200];
+    const char *from = src_ip ? src_ip : "127.0.0.1";
+    long st = http_get_from_resp(s, src_ip, "/admin/stats", 10000, &r);
+    if (st != 200) {
+        snprintf(shown, sizeof(shown), "%s", r.body ? r.body : "");
+        http_resp_free(&r);
+        fail_msg("GET /admin/stats from %s: status %ld (0: no answer); %s",
+                 from, st, shown);
+    }
+    cJSON *j = cJSON_ParseWithLength(r.body, r.body_len);
+    http_resp_free(&r);
+    if (!j)
+        fail_msg("GET /admin/stats from %s: the body is not JSON", from);
+    const cJSON *cur = j;
+    for (const char *p = path; cur && *p;) {
+        size_t n = strcspn(p, ".");
+        if (n >= sizeof(key) || !cJSON_IsObject(cur)) {
+            cur = NULL;
+            break;
+        }
+        memcpy(key, p, n);
+        key[n] = '\0';
+        cur = cJSON_GetObjectItemCaseSensitive(cur, key);
+        p += n;
+        if (*p == '.')
+            p++;
+    }
+    if (!cJSON_IsNumber(cur)) {
+        char *txt = cur ? cJSON_PrintUnformatted(cur) : NULL;
+        snprintf(shown, sizeof(shown), "%s", txt ? txt : "absent");
+        free(txt);
+        cJSON_Delete(j);
+        fail_msg("/admin/stats: %s is not a number (%s)", path, shown);
+    }
+    double v = cur->valuedouble;
+    cJSON_Delete(j);
+    return v;
+}
+
+int http_metric_value(struct srv *s, const char *src_ip, const char *series,
+                      double *out)
+{
+    struct http_resp r;
+    long st = http_get_from_resp(s, src_ip, "/metrics", 10000, &r);
+    if (st != 200) {
+        http_resp_free(&r);
+        fail_msg("GET /metrics from %s: status %ld (0: no answer)",
+                 src_ip ? src_ip : "127.0.0.1", st);
+    }
+    size_t sl = strlen(series);
+    int found = 0;
+    for (const char *p = r.body; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        if (strncmp(p, series, sl) == 0 && p[sl] == ' ') {
+            if (out)
+                *out = strtod(p + sl + 1, NULL);
+            found = 1;
+            break;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    http_resp_free(&r);
+    return found;
+}
+
+/* ---- the prober ---- */
+
+#define PROBE_EVERY_MS 100
+#define PROBE_TIMEOUT_MS 5000
+
+static void *prober_main(void *arg)
+{
+    struct http_prober *p = arg;
+    while (!atomic_load(&p->stop)) {
+        uint64_t t0 = http_mono_ms();
+        long ms = 0;
+        long st =
+            http_get_from(p->s, p->src_ip, p->path, PROBE_TIMEOUT_MS, &ms);
+        p->probes++;
+        if (ms > p->max_ms)
+            p->max_ms = ms;
+        if (st != 200) {
+            p->fails++;
+            fprintf(stderr, "prober: GET %s from %s: status %ld after %ld ms\n",
+                    p->path, p->src_ip, st, ms);
+        }
+        while (!atomic_load(&p->stop) && http_mono_ms() < t0 + PROBE_EVERY_MS)
+            http_sleep_ms(5);
+    }
+    return NULL;
+}
+
+void http_prober_start(struct http_prober *p, struct srv *s, const char *src_ip,
+                       const char *path)
+{
+    srv_global();
+    memset(p, 0, sizeof(*p));
+    p->s = s;
+    snprintf(p->src_ip, sizeof(p->src_ip), "%s", src_ip);
+    snprintf(p->path, sizeof(p->path), "%s", path);
+    atomic_init(&p->stop, 0);
+    int rc = pthread_create(&p->thread, NULL, prober_main, p);
+    if (rc != 0)
+        fail_msg("prober: pthread_create: %s", strerror(rc));
+    p->running = 1;
+}
+
+long http_prober_stop(struct http_prober *p, long *max_ms, long *fails)
+{
+    if (p->running) {
+        atomic_store(&p->stop, 1);
+        pthread_join(p->thread, NULL);
+        p->running = 0;
+    }
+    if (max_ms)
+        *max_ms = p->max_ms;
+    if (fails)
+        *fails = p->fails;
+    return p->probes;
 }

@@ -12,6 +12,8 @@
 #ifndef BLOBD_SRV_H
 #define BLOBD_SRV_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -24,6 +26,8 @@ struct srv {
     char log[600];   /* dir/blobd.log: the server's stderr */
     char bin[512];   /* the binary */
     int exit_status; /* after srv_stop/srv_wait: exit code, or 128+sig */
+    int nofile;      /* > 0: the child's RLIMIT_NOFILE {nofile, nofile}; set it
+                      * after srv_init (which zeroes it) and before srv_start */
 };
 
 /* Make the temp dir; no server yet.  Aborts the test on failure. */
@@ -54,6 +58,11 @@ int srv_wait(struct srv *s, int timeout_ms);
 void srv_fini(struct srv *s);
 /* 1 if the log file contains needle. */
 int srv_log_has(struct srv *s, const char *needle);
+/* The running server's open descriptors (entries of /proc/<pid>/fd), or
+ * -1 when they cannot be read. */
+int srv_fd_count(struct srv *s);
+/* The running server's VmRSS in KiB (/proc/<pid>/status), or -1. */
+long srv_rss_kib(struct srv *s);
 
 /* One HTTP exchange. */
 struct http_resp {
@@ -182,5 +191,68 @@ int http_raw_status(const char *buf);
 /* Connect, send req, read one response (http_raw_read), close. */
 long http_raw_exchange(struct srv *s, const void *req, size_t len, char *out,
                        size_t cap, int timeout_ms);
+
+/* ---- several client addresses (loopback takes any 127/8 source) ---- */
+
+/* http_raw_connect from src_ip ("127.0.0.2"; NULL: the kernel's choice,
+ * 127.0.0.1): the socket is bound to it before connecting.  The connect
+ * gives up after 5 s.  fd, or -1 with errno set. */
+int http_raw_connect_from(struct srv *s, const char *src_ip);
+/*
+ * Wait until the server closes fd: EOF, or ECONNRESET/EPIPE (anything it
+ * sends first is read and dropped).  Returns the milliseconds waited, or
+ * -1 when fd is still open after timeout_ms.
+ */
+long http_raw_wait_eof(int fd, int timeout_ms);
+/*
+ * GET path from src_ip (NULL: 127.0.0.1) on a fresh connection, with Host
+ * and Connection: close; the whole exchange (connect included) within
+ * timeout_ms.  Returns the status, 0 on a failure or timeout; *ms (may be
+ * NULL) gets the elapsed milliseconds.  Safe from any thread.
+ */
+long http_get_from(struct srv *s, const char *src_ip, const char *path,
+                   int timeout_ms, long *ms);
+/* http_get_from that keeps the answer in *r (owned; zeroed, status 0, on
+ * a failure). */
+long http_get_from_resp(struct srv *s, const char *src_ip, const char *path,
+                        int timeout_ms, struct http_resp *r);
+/*
+ * The number at a dotted path ("http.open_connections") of GET
+ * /admin/stats, fetched from src_ip (NULL: 127.0.0.1).  Fails the test
+ * when the request fails, is not 200 or holds no number there.
+ */
+double http_stats_num(struct srv *s, const char *src_ip, const char *path);
+/*
+ * The value of the sample series (the name with its labels, exactly as
+ * /metrics prints it: blobd_up or x_total{reason="y"}) of GET
+ * /metrics from src_ip (NULL: 127.0.0.1) in *out; 1 when the sample is
+ * there, 0 when not.  Fails the test when /metrics does not answer 200.
+ */
+int http_metric_value(struct srv *s, const char *src_ip, const char *series,
+                      double *out);
+
+/*
+ * A prober: a thread that GETs path from src_ip on a fresh connection
+ * every 100 ms (http_get_from, 5 s timeout) until stopped, recording the
+ * worst latency and the probes that did not answer 200 (each printed to
+ * stderr).  The struct is the caller's; its fields are the thread's until
+ * http_prober_stop.
+ */
+struct http_prober {
+    struct srv *s;
+    char src_ip[64];
+    char path[256];
+    pthread_t thread;
+    atomic_int stop;
+    int running;
+    long probes, fails, max_ms;
+};
+/* Start probing; fails the test when the thread cannot be created. */
+void http_prober_start(struct http_prober *p, struct srv *s, const char *src_ip,
+                       const char *path);
+/* Stop and join (no-op when not running); returns the number of probes
+ * made, *max_ms and *fails (may be NULL) get the worst latency and the
+ * failures. */
+long http_prober_stop(struct http_prober *p, long *max_ms, long *fails);
 
 #endif

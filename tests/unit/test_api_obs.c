@@ -576,6 +576,7 @@ static void fill(struct api_server_stats *s, int flip)
     s->cache_misses = 136;
     s->mem_used = 137;
     s->mem_limit = 138;
+    s->mem_connections = 32768;
     for (int m = 0; m <= API_M_OTHER; m++)
         for (int c = 0; c < 5; c++)
             s->http.requests[m][c] = (uint64_t)(1000 + 10 * m + c);
@@ -766,6 +767,7 @@ static void check_stats_doc(const char *text, const struct api_server_stats *s,
     const struct want memory[] = {
         WN("used_bytes", s->mem_used),
         WN("limit_bytes", s->mem_limit),
+        WN("connections_bytes", s->mem_connections),
     };
     check_object(doc, "memory", memory, NELEM(memory));
 
@@ -1209,6 +1211,7 @@ static void check_metrics(const struct exposition *x,
         {"blobd_cache_misses_total", "counter", (double)s->cache_misses},
         {"blobd_memory_used_bytes", "gauge", (double)s->mem_used},
         {"blobd_memory_limit_bytes", "gauge", (double)s->mem_limit},
+        {"blobd_memory_connections_bytes", "gauge", (double)s->mem_connections},
         {"blobd_http_received_bytes_total", "counter",
          (double)s->http.bytes_in},
         {"blobd_http_sent_bytes_total", "counter", (double)s->http.bytes_out},
