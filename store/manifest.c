@@ -335,7 +335,8 @@ static int read_group_header(struct mf_ctx *ctx, int fd, uint64_t off,
         return 1;
     g->first_lsn = le_get64(h + 8);
     g->count = le_get32(h + 16);
-    if (g->count == 0 || g->count > MF_GROUP_MAX_RECORDS)
+    if (g->count == 0 || g->count > MF_GROUP_MAX_RECORDS ||
+        g->first_lsn > MF_MAX_LSN)
         return 1;
     return 0;
 }
@@ -464,6 +465,13 @@ static int list_logs(struct mf_ctx *ctx, struct mf_state *s)
         uint64_t lsn;
         if (mf_parse_log_name(de->d_name, &lsn) < 0)
             continue;
+        if (lsn > MF_MAX_LSN) {
+            rc = mf_fail(ctx, STORE_E_CORRUPT,
+                         "%s/%s: LSN %" PRIu64 " is beyond the largest "
+                         "possible",
+                         ctx->dir, de->d_name, lsn);
+            break;
+        }
         if (s->nlogs == cap) {
             cap = cap ? cap * 2 : 8;
             struct mf_log *v = realloc(s->logs, cap * sizeof(*v));
@@ -713,6 +721,12 @@ static int load_snapshot(struct mf_ctx *ctx, struct index *ix,
     s->next_slot = le_get64(h + 40);
     uint64_t count = le_get64(h + 48);
     s->generation = le_get32(h + 56);
+    if (s->snap_lsn > MF_MAX_LSN) {
+        rc = mf_fail(ctx, STORE_E_CORRUPT,
+                     "%s/%s: LSN %" PRIu64 " is beyond the largest possible",
+                     ctx->dir, name, s->snap_lsn);
+        goto out;
+    }
     if (s->next_slot > MF_MAX_SLOTS ||
         s->snap_bytes != MF_SNAP_HDR_SIZE + count * MF_SNAP_ENTRY_SIZE +
                              MF_SNAP_TRAILER_SIZE) {

@@ -185,6 +185,10 @@ static inline void bitmap_clear(struct bitmap *b, uint64_t i)
 #define MF_MAX_SLOTS UINT32_MAX
 #define MF_MAX_GENERATION ((UINT64_C(1) << 24) - 1)
 #define MF_MAX_COUNTER ((UINT64_C(1) << 40) - 1)
+/* The largest LSN a file may carry: far beyond what any store reaches
+ * (MF_MAX_COUNTER per open), and low enough that no LSN arithmetic can
+ * wrap.  A larger one in a snapshot, a log name or a group is corrupt. */
+#define MF_MAX_LSN (UINT64_C(1) << 62)
 #define MF_GROUP_MAX_RECORDS (1u << 24)
 
 #define MF_SNAP_MAGIC "BLOBDSNP"
