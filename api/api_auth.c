@@ -18,11 +18,12 @@
  *      exactly the digest's length, so nettle never writes past the fixed
  *      buffers here and nettle's leniency (it skips white space) never
  *      decides what is accepted.
- *  U4. A method that is not allowed on a resource needs the least role any
- *      allowed method of that resource needs, so a caller without that
- *      role learns nothing more than 401/403 (the resource exists anyway:
- *      routes are public).  An unknown resource needs no role: it is 404
- *      whoever asks.
+ *  U4. A method that is not allowed on a resource needs a role too, so
+ *      a caller without one learns nothing more than 401/403 (the
+ *      resource exists anyway: routes are public): on the blob resources
+ *      what the method needs elsewhere (PUT, POST, DELETE write; any
+ *      other read), on the others the resource's own role.  An unknown
+ *      resource needs no role: it is 404 whoever asks.
  */
 #include <stdint.h>
 #include <string.h>
