@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config clang clang-format
   libisal-dev liburing-dev libcjson-dev libmicrohttpd-dev nettle-dev
   libcmocka-dev libcurl4-openssl-dev curl fio
+  valgrind slowhttptest e2fsprogs util-linux
 )
 
 missing=()

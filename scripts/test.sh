@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds, and runs the default
 # suite (every test but those labelled slow).  With CI=true it also checks
-# formatting, builds with -Werror, runs the ASan+UBSan and TSan builds, and
-# turns every would-be skip into a failure (BLOBD_NO_SKIP=1).
+# formatting, builds with -Werror, runs the ASan+UBSan and TSan builds and
+# every fuzz target briefly (docs/reliability.md), and turns every
+# would-be skip into a failure (BLOBD_NO_SKIP=1).
 #
 #   ./scripts/test.sh            default suite
 #   ./scripts/test.sh -L slow    extra ctest arguments (e.g. the slow tests)
@@ -53,6 +54,10 @@ if [ $ci -eq 1 ]; then
   (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
      ctest --output-on-failure -j "$jobs" -LE slow -L 'unit|integration' &&
      TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R '^test_crash_async$')
+  echo "== fuzz targets (libFuzzer, ASan+UBSan, ${BLOBD_FUZZ_SECONDS:-30} s each)"
+  build build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DBLOBD_FUZZ=ON -DBLOBD_FUZZ_SECONDS="${BLOBD_FUZZ_SECONDS:-30}"
+  (cd build-fuzz && ctest --output-on-failure -j "$jobs" -L fuzz)
 fi
 
 echo "== all passed in $(( $(date +%s) - start )) s"

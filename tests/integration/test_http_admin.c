@@ -931,7 +931,7 @@ static void check_histograms(const struct mtext *m)
                 !op || strcmp(op, k_ops[o]))
                 continue;
             const char *les = label_of(smp, "le");
-            double le;
+            double le = 0;
             if (!les || parse_value(les, les + strlen(les), &le) != 0)
                 fail_msg("metrics: %s_bucket{op=\"%s\"} without a numeric le",
                          fam, k_ops[o]);

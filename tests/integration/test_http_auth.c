@@ -280,7 +280,7 @@ static void row_refusals(struct srv *s, const struct row *w)
     snprintf(longer, sizeof(longer), "Bearer %sx", TOK_A);
     char wrong_auth[80], wrong_first[80], basic[128];
     snprintf(wrong_auth, sizeof(wrong_auth), "Bearer %s", wrong);
-    snprintf(wrong_first, sizeof(wrong_first), "Bearer X%s", TOK_W + 1);
+    snprintf(wrong_first, sizeof(wrong_first), "Bearer X%s", &TOK_W[1]);
     {
         /* "Basic base64(user:<admin token>)" */
         char cred[80];

@@ -502,6 +502,14 @@ static void sticky_case(const char *fault)
     flush_expect(s, 503, "store_failed");
     test_ep(s, "fault", "disarm=1");
 
+    /* the log says why */
+    for (int i = 0; i < 50 && !srv_log_has(s, "refuses writes"); i++)
+        http_sleep_ms(20);
+    if (!srv_log_has(s, "Input/output error") ||
+        !srv_log_has(s, "the store refuses writes until reopened"))
+        fail_msg("%s: the log does not say why writes are refused (see %s)",
+                 fault, s->log);
+
     /* sticky: the same on every poll, the fault gone */
     for (int i = 0; i < 5; i++) {
         expect_views(s, "store_failed", "ready", "after the failed flush");
