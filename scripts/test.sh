@@ -33,31 +33,39 @@ else
   ctest_args+=(-LE slow)
 fi
 
+stage_start=
+stage() { # stage <name>: print the time the previous stage took
+  local now; now=$(date +%s)
+  [ -z "$stage_start" ] || echo "== ($(( now - stage_start )) s)"
+  stage_start=$now
+  echo "== $1"
+}
+
 build() { # build <dir> <cmake args...>
   local dir=$1; shift
   cmake -S "$top" -B "$dir" -DBLOBD_WERROR=$werror "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
 }
 
-echo "== default build"
+stage "default build"
 build build
 (cd build && ctest "${ctest_args[@]}")
 
 if [ $ci -eq 1 ]; then
-  echo "== ASan+UBSan build (store and server tests, fewer crash rounds)"
+  stage "ASan+UBSan build (store and server tests, fewer crash rounds)"
   build build-asan -DCMAKE_BUILD_TYPE=Debug -DBLOBD_ASAN=ON -DBLOBD_CRASH_ROUNDS=30
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
      ctest --output-on-failure -j "$jobs" -L 'unit|crash|integration' -LE slow)
-  echo "== TSan build (unit and server tests, the threaded crash test)"
+  stage "TSan build (unit and server tests, the threaded crash test)"
   build build-tsan -DCMAKE_BUILD_TYPE=Debug -DBLOBD_TSAN=ON -DBLOBD_CRASH_ROUNDS=20
   (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
      ctest --output-on-failure -j "$jobs" -LE slow -L 'unit|integration' &&
      TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R '^test_crash_async$')
-  echo "== fuzz targets (libFuzzer, ASan+UBSan, ${BLOBD_FUZZ_SECONDS:-30} s each)"
+  stage "fuzz targets (libFuzzer, ASan+UBSan, ${BLOBD_FUZZ_SECONDS:-30} s each)"
   build build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DBLOBD_FUZZ=ON -DBLOBD_FUZZ_SECONDS="${BLOBD_FUZZ_SECONDS:-30}"
   (cd build-fuzz && ctest --output-on-failure -j "$jobs" -L fuzz)
 fi
 
-echo "== all passed in $(( $(date +%s) - start )) s"
+stage "all passed in $(( $(date +%s) - start )) s"
