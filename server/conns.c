@@ -21,8 +21,18 @@
  *      answer is not yet sent; otherwise it is when the headers of the
  *      next request must be complete.
  *  C3. Connections already cut do not count toward their client's limit.
+ *  C5. Lingering close: closing a socket with unread data makes the kernel
+ *      send a reset, which can destroy an answer the client has not read
+ *      yet (a 413 to an upload still being sent).  For a connection
+ *      answered before its body was read, the close notification (which
+ *      runs before libmicrohttpd closes the socket, C1) keeps a duplicate
+ *      of the descriptor; the watchdog reads and drops what arrives on it
+ *      until the client closes, SERVER_LINGER_BYTES were dropped or
+ *      SERVER_LINGER_NS passed, and then closes it.  libmicrohttpd has
+ *      already shut down the sending side after its answer.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -31,6 +41,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "server.h"
@@ -49,6 +60,7 @@ struct server_conn {
     unsigned char addr[16];
     int trusted;
     int cut;                           /* shut down by us (under the lock) */
+    atomic_int linger;                 /* C5: drain after the close */
     atomic_uint_least64_t deadline_ns; /* C2 */
 };
 
@@ -94,6 +106,7 @@ int server_conns_start(struct server *s)
     cs->per_client = s->cfg.max_per_client;
     cs->head = NULL;
     cs->stop = 0;
+    cs->nlinger = 0;
     atomic_init(&cs->header_timeouts, 0);
     atomic_init(&cs->per_client_rejects, 0);
     if (pthread_mutex_init(&cs->lock, NULL) != 0)
@@ -126,6 +139,9 @@ void server_conns_stop(struct server *s)
     pthread_mutex_unlock(&cs->lock);
     pthread_join(cs->thread, NULL);
     /* libmicrohttpd is stopped: every connection reported its close. */
+    for (unsigned i = 0; i < cs->nlinger; i++)
+        close(cs->linger[i].fd);
+    cs->nlinger = 0;
     pthread_cond_destroy(&cs->wake);
     pthread_mutex_destroy(&cs->lock);
     cs->started = 0;
@@ -210,6 +226,15 @@ void server_conns_close(struct server *s, void **socket_ctx)
     if (!c)
         return;
     pthread_mutex_lock(&cs->lock); /* C1 */
+    if (atomic_load(&c->linger) && c->fd >= 0 &&
+        cs->nlinger < SERVER_LINGER_MAX) {
+        int d = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
+        if (d >= 0) {
+            cs->linger[cs->nlinger++] = (struct server_linger){
+                d, server_mono_ns() + SERVER_LINGER_NS, 0};
+            pthread_cond_signal(&cs->wake);
+        }
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -225,6 +250,44 @@ void server_conns_busy(struct server_conn *c)
 {
     if (c)
         atomic_store(&c->deadline_ns, 0);
+}
+
+void server_conns_linger(struct server_conn *c)
+{
+    if (c)
+        atomic_store(&c->linger, 1);
+}
+
+/* Drain the lingering descriptors (C5); the lock is held.  Returns when
+ * the next look is due. */
+static uint64_t drain_lingering(struct server_conns *cs, uint64_t now,
+                                uint64_t next)
+{
+    static char sink[65536];
+    for (unsigned i = 0; i < cs->nlinger;) {
+        struct server_linger *l = &cs->linger[i];
+        int done = now >= l->until_ns;
+        while (!done) {
+            ssize_t n = recv(l->fd, sink, sizeof(sink), MSG_DONTWAIT);
+            if (n > 0) {
+                l->drained += (uint64_t)n;
+                done = l->drained >= SERVER_LINGER_BYTES;
+            } else {
+                done = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+                                  errno != EINTR);
+                break;
+            }
+        }
+        if (done) {
+            close(l->fd);
+            *l = cs->linger[--cs->nlinger];
+            continue;
+        }
+        i++;
+    }
+    if (cs->nlinger && next > now + SCAN_MIN_NS / 4)
+        next = now + SCAN_MIN_NS / 4;
+    return next;
 }
 
 void server_conns_idle(struct server *s, struct server_conn *c)
@@ -262,6 +325,7 @@ static void *watchdog_main(void *arg)
         }
         if (next < now + SCAN_MIN_NS)
             next = now + SCAN_MIN_NS;
+        next = drain_lingering(cs, now, next);
         struct timespec ts = {(time_t)(next / 1000000000ull),
                               (long)(next % 1000000000ull)};
         pthread_cond_timedwait(&cs->wake, &cs->lock, &ts);

@@ -230,8 +230,11 @@ static enum MHD_Result send_error_status(struct req *r, enum api_error e,
     /* An answer in the first call: before a body was read (it would be
      * taken for the next request) or to a request whose framing or
      * target was refused.  libmicrohttpd closes the connection (H6). */
-    if (r->state == RQ_NEW)
+    if (r->state == RQ_NEW) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        if (r->m == API_M_PUT || r->m == API_M_POST)
+            server_conns_linger(r->sc); /* C5: a body may be on its way */
+    }
     return queue(r, status, resp, len);
 }
 

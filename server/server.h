@@ -37,6 +37,12 @@ struct server_conn;
  * memory.connections_bytes. */
 #define SERVER_CONN_MEMORY (32u * 1024)
 
+/* Lingering closes at most at once, how long each lasts, and how much of
+ * a refused body each reads and drops. */
+#define SERVER_LINGER_MAX 64
+#define SERVER_LINGER_NS 2000000000ull
+#define SERVER_LINGER_BYTES (4u << 20)
+
 /* Open connections (conns.c): header deadlines, per-client counts. */
 struct server_conns {
     pthread_mutex_t lock;
@@ -48,6 +54,13 @@ struct server_conns {
     unsigned per_client; /* 0 = no limit */
     uint64_t fd_limit;   /* RLIMIT_NOFILE in force */
     atomic_uint_least64_t header_timeouts, per_client_rejects;
+    /* lingering closes (C5): descriptors kept to drain a refused body */
+    struct server_linger {
+        int fd;
+        uint64_t until_ns;
+        uint64_t drained;
+    } linger[SERVER_LINGER_MAX];
+    unsigned nlinger;
 };
 
 struct server {
@@ -95,6 +108,10 @@ void server_conns_open(struct server *s, struct MHD_Connection *conn,
 void server_conns_close(struct server *s, void **socket_ctx);
 /* A request's headers are complete; its answer is finished. */
 void server_conns_busy(struct server_conn *c);
+/* The answer was queued before the request's body was read: drain the
+ * body a while after libmicrohttpd closes, so the client reads the answer
+ * instead of a reset (C5). */
+void server_conns_linger(struct server_conn *c);
 void server_conns_idle(struct server *s, struct server_conn *c);
 
 /* Test hooks (testhooks.c in test builds; no-ops otherwise). */

@@ -13,6 +13,7 @@
 #include "testutil.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +186,41 @@ static void test_put_too_large_content_length(void **state)
     http_resp_free(&r);
     free(a);
     assert_int_equal(http_status(&S, "GET", "/healthz", NULL, NULL, 0), 200);
+}
+
+/* A client that keeps sending the refused body reads the 413, never a
+ * reset: the server drains the body a while after closing (server/conns.c,
+ * C5).  Without that every one of these sends fails with ECONNRESET. */
+static void test_put_too_large_lingering(void **state)
+{
+    (void)state;
+    static uint8_t chunk[64 * 1024];
+    const size_t len = 600 * 1024;
+    char guid[HTTP_GUID_BUF], head[256], buf[4096];
+    for (int round = 0; round < 5; round++) {
+        http_guid_rand(guid);
+        int n = snprintf(head, sizeof(head),
+                         "PUT /blobs/%s HTTP/1.1\r\nHost: t\r\n"
+                         "Content-Length: %zu\r\n\r\n",
+                         guid, len);
+        int fd = http_raw_connect(&S);
+        assert_true(fd >= 0);
+        assert_int_equal(http_raw_send(fd, head, (size_t)n), 0);
+        http_sleep_ms(5); /* the 413 is on its way back */
+        for (size_t off = 0; off < len; off += sizeof(chunk)) {
+            size_t k = len - off < sizeof(chunk) ? len - off : sizeof(chunk);
+            if (http_raw_send(fd, chunk, k) != 0)
+                fail_msg("round %d: sending the refused body failed at %zu: "
+                         "%s",
+                         round, off, strerror(errno));
+            http_sleep_ms(1);
+        }
+        long got = http_raw_read(fd, buf, sizeof(buf), 5000);
+        close(fd);
+        if (got <= 0 || http_raw_status(buf) != 413)
+            fail_msg("round %d: %.80s", round, got > 0 ? buf : "no answer");
+        check_absent(guid);
+    }
 }
 
 /* 413 comes from the headers alone: no 100 Continue, no body read. */
@@ -602,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_put_sizes),
         cmocka_unit_test(test_put_too_large_content_length),
         cmocka_unit_test(test_put_too_large_not_read),
+        cmocka_unit_test(test_put_too_large_lingering),
         cmocka_unit_test(test_put_length_required),
         cmocka_unit_test(test_put_chunked),
         cmocka_unit_test(test_put_chunked_too_large),
