@@ -1082,42 +1082,11 @@ void load_totals(const struct load *l, struct load_totals *t)
 
 /* ---- server logs ---- */
 
-/* The whole file (NUL-terminated) in *len bytes, or NULL. */
-static char *load_slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *p = NULL;
-    size_t n = 0, cap = 0;
-    if (!f)
-        return NULL;
-    for (;;) {
-        if (cap - n < 4096) {
-            size_t ncap = cap ? cap * 2 : 65536;
-            char *q = realloc(p, ncap);
-            if (!q) {
-                free(p);
-                fclose(f);
-                return NULL;
-            }
-            p = q;
-            cap = ncap;
-        }
-        size_t got = fread(p + n, 1, cap - n - 1, f);
-        if (got == 0)
-            break;
-        n += got;
-    }
-    fclose(f);
-    p[n] = '\0';
-    *len = n;
-    return p;
-}
-
 int load_log_last(const char *path, const char *needle, char *out, size_t cap)
 {
     size_t n = 0;
     int found = 0;
-    char *p = load_slurp(path, &n);
+    char *p = http_read_file(path, &n);
     if (cap)
         out[0] = '\0';
     if (!p)
@@ -1140,7 +1109,7 @@ int load_log_last(const char *path, const char *needle, char *out, size_t cap)
 void load_log_tail(FILE *out, const char *path, size_t max_bytes)
 {
     size_t n = 0;
-    char *p = load_slurp(path, &n);
+    char *p = http_read_file(path, &n);
     if (!p) {
         fprintf(out, "(no log at %s)\n", path);
         return;

@@ -105,9 +105,7 @@ static int status_of(int wstatus)
     return 255;
 }
 
-/* Read a whole file (NUL-terminated); *len gets its size.  NULL if it
- * cannot be read. */
-static char *read_file(const char *path, size_t *len)
+char *http_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     char *p = NULL;
@@ -142,7 +140,7 @@ static char *read_file(const char *path, size_t *len)
 static void srv_dump_log(struct srv *s)
 {
     size_t n = 0;
-    char *p = read_file(s->log, &n);
+    char *p = http_read_file(s->log, &n);
     if (!p) {
         fprintf(stderr, "(no server log at %s)\n", s->log);
         return;
@@ -186,7 +184,7 @@ void srv_init(struct srv *s)
 static int srv_find_port(struct srv *s, size_t from)
 {
     size_t n = 0;
-    char *p = read_file(s->log, &n);
+    char *p = http_read_file(s->log, &n);
     int port = 0;
     if (!p)
         return 0;
@@ -493,7 +491,7 @@ void srv_fini(struct srv *s)
 int srv_log_has(struct srv *s, const char *needle)
 {
     size_t n = 0;
-    char *p = read_file(s->log, &n);
+    char *p = http_read_file(s->log, &n);
     if (!p)
         return 0;
     int hit = memmem(p, n, needle, strlen(needle)) != NULL;
@@ -1170,7 +1168,7 @@ long srv_rss_kib(struct srv *s)
     if (s->pid <= 0)
         return -1;
     snprintf(path, sizeof(path), "/proc/%d/status", (int)s->pid);
-    char *p = read_file(path, NULL);
+    char *p = http_read_file(path, NULL);
     if (!p)
         return -1;
     long kib = -1;

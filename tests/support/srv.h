@@ -107,6 +107,10 @@ void http_fill(void *buf, size_t len, uint64_t seed);
 /* A random GUID (getrandom) in canonical form: 32 lowercase hex digits. */
 void http_guid_rand(char out[HTTP_GUID_BUF]);
 
+/* A whole file, NUL-terminated (malloc'd); *len (may be NULL) gets its
+ * size.  NULL if it cannot be read. */
+char *http_read_file(const char *path, size_t *len);
+
 /* CLOCK_MONOTONIC in milliseconds. */
 uint64_t http_mono_ms(void);
 /* Sleep ms milliseconds (resumed after a signal). */
