@@ -499,6 +499,7 @@ struct api_http_stats {
     uint64_t write_refusals[API_ERR_COUNT]; /* writes answered with an
                                                error, by code */
     /* connections (limits, and what was closed for them) */
+    uint64_t threads; /* HTTP threads */
     uint64_t max_connections, max_connections_per_client, fd_limit;
     uint64_t header_timeouts;     /* closed: headers not in time */
     uint64_t rejected_per_client; /* refused: over the per-client limit */

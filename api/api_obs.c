@@ -167,6 +167,11 @@ static const struct field stats_io[] = {
     FST("read_only", F_BOOL, read_only),
     FST("held", F_BOOL, held),
     FST("holds_expired", F_U64, holds_expired),
+    FST("data_writes", F_U64, data_writes),
+    FST("data_write_calls", F_U64, data_write_calls),
+    FST("writes_superseded", F_U64, writes_superseded),
+    FST("data_syncs", F_U64, data_syncs),
+    FST("log_syncs", F_U64, log_syncs),
 };
 
 static const struct field stats_cache[] = {
@@ -183,6 +188,7 @@ static const struct field stats_memory[] = {
 };
 
 static const struct field stats_http_totals[] = {
+    FS("threads", F_U64, http.threads),
     FS("bytes_in", F_U64, http.bytes_in),
     FS("bytes_out", F_U64, http.bytes_out),
     FS("open_connections", F_U64, http.open_connections),
@@ -599,6 +605,17 @@ static const struct metric metric_plain[] = {
         "io_uring registered buffers."),
     MST("blobd_registered_buffers_in_use", "gauge", F_U64,
         registered_buffers_in_use, "io_uring registered buffers in use."),
+    MST("blobd_data_writes_total", "counter", F_U64, data_writes,
+        "Blob frames written to the data file."),
+    MST("blobd_data_write_calls_total", "counter", F_U64, data_write_calls,
+        "pwritev calls that wrote blob frames (adjacent frames share one)."),
+    MST("blobd_writes_superseded_total", "counter", F_U64, writes_superseded,
+        "Acknowledged writes replaced in their batch by a later write of "
+        "the same GUID before any I/O."),
+    MST("blobd_data_syncs_total", "counter", F_U64, data_syncs,
+        "fdatasync calls on the data file."),
+    MST("blobd_log_syncs_total", "counter", F_U64, log_syncs,
+        "fdatasync calls on the manifest log after a commit group."),
     MST("blobd_o_direct", "gauge", F_BOOL, direct,
         "1 when the data file is opened with O_DIRECT."),
     MST("blobd_read_only", "gauge", F_BOOL, read_only,

@@ -56,7 +56,7 @@ static const struct opt opts[] = {
     {"data-dir", OPT_STRING, OFF(data_dir), "./data", 0, 0, NULL,
      "the store's directory (created 0700 if missing)"},
     {"http-threads", OPT_UINT, OFF(http_threads), "0", 0, 64, NULL,
-     "HTTP threads; 0 = one per CPU"},
+     "HTTP threads; 0 = one per CPU the process may run on"},
     {"max-connections", OPT_UINT, OFF(max_connections), "4096", 1, 1000000,
      NULL,
      "open connections at most (the file descriptor limit is raised to "

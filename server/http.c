@@ -33,6 +33,7 @@
 #include <microhttpd.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -919,6 +920,7 @@ void server_collect_stats(struct server *s, struct api_server_stats *out)
         out->store_failed = store_failed(s->st) != 0;
     }
     metrics_snapshot(&s->metrics, &out->http);
+    out->http.threads = s->cfg.http_threads;
     out->http.max_connections = s->cfg.max_connections;
     out->http.max_connections_per_client = s->cfg.max_per_client;
     out->http.fd_limit = s->conns.fd_limit;
@@ -1335,8 +1337,14 @@ int server_http_start(struct server *s, int listen_fd, char *err, size_t errlen)
 {
     unsigned threads = s->cfg.http_threads;
     if (threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        /* The CPUs this process may run on (taskset, a container's
+         * cpuset), not every CPU of the machine. */
+        cpu_set_t set;
+        long n = sched_getaffinity(0, sizeof(set), &set) == 0
+                     ? CPU_COUNT(&set)
+                     : sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? (unsigned)n : 1;
+        s->cfg.http_threads = threads; /* reported in /admin/stats */
     }
     if (server_conns_fd_limit(s) < 0) {
         snprintf(err, errlen,

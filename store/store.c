@@ -269,6 +269,7 @@ static int append_group(struct store *st, const struct mf_record *recs,
         return set_sticky(st, rc, "fdatasync %s/%s", st->dir, name);
     uint64_t end = off + len;
     pthread_mutex_lock(&st->lock);
+    st->log_syncs++;
     st->log_bytes += end - st->log_end;
     st->log_end = end;
     st->next_lsn += n;
@@ -884,6 +885,11 @@ static void write_frames(struct store *st, struct wplan **v, size_t n)
             ssize_t w =
                 st->io->pwritev(st->io, st->datafd, iov, cnt,
                                 (uint64_t)v[i]->slot * STORE_FRAME_SIZE);
+            pthread_mutex_lock(&st->lock);
+            st->data_write_calls++;
+            if (w >= 0 && (size_t)w == bytes)
+                st->data_writes += (uint64_t)cnt;
+            pthread_mutex_unlock(&st->lock);
             if (w >= 0 && (size_t)w != bytes)
                 w = -ENOSPC; /* short write: out of space (SPEC table) */
             rc = (int)(w < 0 ? w : 0);
@@ -1104,6 +1110,14 @@ int store_write_batch(struct store *st, struct store_write *w, size_t n)
     apply_writes(st, win, nwin);
     pthread_mutex_unlock(&st->lock);
     propagate(plan, n);
+    uint64_t superseded = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!plan[i].winner && (plan[i].w->outcome == STORE_OUT_CREATED ||
+                                plan[i].w->outcome == STORE_OUT_REPLACED))
+            superseded++;
+    pthread_mutex_lock(&st->lock);
+    st->writes_superseded += superseded;
+    pthread_mutex_unlock(&st->lock);
 out:
     pthread_mutex_unlock(&st->wlock);
     free(plan);
@@ -1228,6 +1242,7 @@ static int flush_locked(struct store *st, struct store_flush_result *res)
             return set_sticky(st, rc, "fdatasync %s/%s", st->dir, MF_DATA_NAME);
         pthread_mutex_lock(&st->lock);
         st->data_dirty = 0;
+        st->data_syncs++;
         st->unflushed_bytes = 0;
         pthread_mutex_unlock(&st->lock);
         res->data_synced = 1;
@@ -1806,6 +1821,11 @@ void store_get_stats(struct store *st, struct store_stats *s)
     s->needs_flush = st->data_dirty || st->npend > 0 || st->sticky;
     s->unflushed_blobs = st->unflushed_blobs;
     s->unflushed_bytes = st->unflushed_bytes;
+    s->data_writes = st->data_writes;
+    s->data_write_calls = st->data_write_calls;
+    s->writes_superseded = st->writes_superseded;
+    s->data_syncs = st->data_syncs;
+    s->log_syncs = st->log_syncs;
     snprintf(s->last_sticky_error, sizeof(s->last_sticky_error), "%s",
              st->sticky_msg);
     s->preallocated_slots = st->prealloc_slots;

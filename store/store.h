@@ -320,6 +320,12 @@ struct store_stats {
     char backend_note[160]; /* a fallback and its reason, or "" */
     int direct;
     uint64_t queue_depth, registered_buffers, registered_buffers_in_use;
+    uint64_t data_writes;           /* blob frames written to the data file */
+    uint64_t data_write_calls;      /* the pwritev calls that wrote them */
+    uint64_t writes_superseded;     /* acknowledged writes a later write of the
+                                       same GUID in one batch replaced before
+                                       any I/O: they have no data of their own */
+    uint64_t data_syncs, log_syncs; /* fdatasync of blobs.dat / the log */
     /* holds */
     int held;
     uint64_t holds_expired;

@@ -337,6 +337,11 @@ struct store {
     uint32_t *pend_free;
     size_t npf, cpf;
     uint64_t unflushed_blobs, unflushed_bytes;
+    /* I/O counters (under lock): blob frames written, the pwritev calls
+     * that wrote them, acknowledged writes superseded in their batch by a
+     * later write of the same GUID (no data of their own), and syncs. */
+    uint64_t data_writes, data_write_calls, writes_superseded;
+    uint64_t data_syncs, log_syncs;
     int data_dirty;
     int sticky;
     char sticky_msg[256];

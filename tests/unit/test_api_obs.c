@@ -566,6 +566,11 @@ static void fill(struct api_server_stats *s, int flip)
     t->registered_buffers_in_use = 130;
     t->held = flip;
     t->holds_expired = 131;
+    t->data_writes = 150;
+    t->data_write_calls = 151;
+    t->writes_superseded = 152;
+    t->data_syncs = 153;
+    t->log_syncs = 154;
     t->read_only = flip;
     t->torn_tail_offset = 132;
     t->torn_tail_found = !flip;
@@ -585,6 +590,7 @@ static void fill(struct api_server_stats *s, int flip)
     s->http.open_connections = 141;
     s->http.checksum_failures = 142;
     s->http.read_errors = 143;
+    s->http.threads = 3;
     s->http.max_connections = 4096;
     s->http.max_connections_per_client = 128;
     s->http.fd_limit = 65536;
@@ -753,6 +759,11 @@ static void check_stats_doc(const char *text, const struct api_server_stats *s,
         WB("read_only", t->read_only),
         WB("held", t->held),
         WN("holds_expired", t->holds_expired),
+        WN("data_writes", t->data_writes),
+        WN("data_write_calls", t->data_write_calls),
+        WN("writes_superseded", t->writes_superseded),
+        WN("data_syncs", t->data_syncs),
+        WN("log_syncs", t->log_syncs),
     };
     check_object(doc, "io", io, NELEM(io));
 
@@ -773,6 +784,7 @@ static void check_stats_doc(const char *text, const struct api_server_stats *s,
 
     const struct want http[] = {
         WO("requests"),
+        WN("threads", s->http.threads),
         WN("bytes_in", s->http.bytes_in),
         WN("bytes_out", s->http.bytes_out),
         WN("open_connections", s->http.open_connections),
@@ -1205,6 +1217,13 @@ static void check_metrics(const struct exposition *x,
         {"blobd_read_only", "gauge", t->read_only ? 1 : 0},
         {"blobd_held", "gauge", t->held ? 1 : 0},
         {"blobd_holds_expired_total", "counter", (double)t->holds_expired},
+        {"blobd_data_writes_total", "counter", (double)t->data_writes},
+        {"blobd_data_write_calls_total", "counter",
+         (double)t->data_write_calls},
+        {"blobd_writes_superseded_total", "counter",
+         (double)t->writes_superseded},
+        {"blobd_data_syncs_total", "counter", (double)t->data_syncs},
+        {"blobd_log_syncs_total", "counter", (double)t->log_syncs},
         {"blobd_cache_bytes", "gauge", (double)s->cache_bytes},
         {"blobd_cache_limit_bytes", "gauge", (double)s->cache_limit},
         {"blobd_cache_hits_total", "counter", (double)s->cache_hits},

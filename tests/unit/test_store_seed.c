@@ -573,7 +573,16 @@ static void test_batch_duplicate_guid_last_write_wins(void **state)
     get_stats(st, &s);
     assert_int_equal(s.entries, 1);
     assert_int_equal(s.next_slot, 1);
+    /* One frame written, two acknowledged writes superseded without I/O. */
+    assert_int_equal(s.data_writes, 1);
+    assert_int_equal(s.data_write_calls, 1);
+    assert_int_equal(s.writes_superseded, 2);
+    assert_int_equal(s.data_syncs, 0);
+    uint64_t log_syncs = s.log_syncs;
     flush_ok(st);
+    get_stats(st, &s);
+    assert_int_equal(s.data_syncs, 1);
+    assert_int_equal(s.log_syncs, log_syncs + 1);
 
     st = reopen(st, dir);
     assert_int_equal(tu_byte100(st, g), 3);

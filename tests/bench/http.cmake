@@ -1,0 +1,1 @@
+# HTTP benchmark harness (http_bench.py): its helper programs.

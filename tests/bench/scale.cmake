@@ -1,0 +1,1 @@
+# Scale benchmark (scale.py): the synthetic store generator.
