@@ -6,7 +6,9 @@
  *
  * What goes through the ring (SPEC 3, "two I/O backends"):
  *   - pwritev: one SQE per iovec at consecutive offsets, all queued and
- *     submitted together, then every CQE reaped before returning.  An iovec
+ *     submitted together, then every CQE reaped before returning.
+ *     pwritev_batch does the same for the iovecs of many pwritev calls at
+ *     once (the frames of a batch of writes in different slots).  An iovec
  *     that lies inside one registered frame goes as IORING_OP_WRITE_FIXED
  *     with that frame's buf_index, any other as IORING_OP_WRITE.
  *   - sync: IORING_OP_FSYNC (IORING_FSYNC_DATASYNC for fdatasync).
@@ -467,6 +469,88 @@ out:
     return rc;
 }
 
+/* Every pwritev of the batch as pieces of one ring call, so the writes
+ * of a batch are in flight together.  A failed piece stops ring_run from
+ * queueing more (4); the pieces it left waiting belong to other writes,
+ * which deserve their own attempt, so the call runs again until none is
+ * waiting.  Each run finishes at least one piece, so this ends. */
+static void uring_pwritev_batch(struct store_io *io, int fd,
+                                struct store_io_write *w, int n)
+{
+    struct uring_io *u = U(io);
+    size_t npieces = 0;
+    for (int i = 0; i < n; i++) {
+        w[i].res = 0;
+        if (w[i].iovcnt < 0 || w[i].iovcnt > IOV_MAX || w[i].off > INT64_MAX)
+            w[i].res = -EINVAL;
+        else
+            npieces += (size_t)w[i].iovcnt;
+    }
+    struct piece *p = calloc(npieces ? npieces : 1, sizeof(*p));
+    int *first = calloc((size_t)n, sizeof(*first));
+    int *count = calloc((size_t)n, sizeof(*count));
+    if (!p || !first || !count) {
+        free(p);
+        free(first);
+        free(count);
+        /* Out of memory: one call at a time needs none of it. */
+        for (int i = 0; i < n; i++)
+            if (w[i].res == 0)
+                w[i].res =
+                    uring_pwritev(io, fd, w[i].iov, w[i].iovcnt, w[i].off);
+        return;
+    }
+    int np = 0;
+    for (int i = 0; i < n; i++) {
+        first[i] = np;
+        if (w[i].res < 0)
+            continue;
+        size_t total = 0;
+        for (int k = 0; k < w[i].iovcnt; k++) {
+            size_t len = w[i].iov[k].iov_len;
+            if (len > (size_t)SSIZE_MAX - total) {
+                w[i].res = -EINVAL;
+                np = first[i];
+                break;
+            }
+            if (len == 0)
+                continue;
+            p[np++] = (struct piece){
+                .base = w[i].iov[k].iov_base,
+                .len = len,
+                .off = w[i].off + total,
+                .buf_index = frame_index(u, w[i].iov[k].iov_base, len),
+                .op = PIECE_WRITE,
+                .state = PIECE_WAITING};
+            total += len;
+        }
+        count[i] = np - first[i];
+    }
+    pthread_mutex_lock(&u->w.lock);
+    ssize_t dead = u->w.dead;
+    while (!dead && np > 0) {
+        ssize_t r = ring_run(u, &u->w, fd, p, np);
+        if (u->w.dead) {
+            dead = r < 0 ? r : u->w.dead;
+            break;
+        }
+        int waiting = 0;
+        for (int k = 0; k < np && !waiting; k++)
+            waiting = p[k].state == PIECE_WAITING;
+        if (!waiting)
+            break;
+    }
+    pthread_mutex_unlock(&u->w.lock);
+    for (int i = 0; i < n; i++) {
+        if (w[i].res < 0)
+            continue;
+        w[i].res = dead ? dead : pieces_result(p + first[i], count[i]);
+    }
+    free(p);
+    free(first);
+    free(count);
+}
+
 static int uring_sync(struct store_io *io, int fd, enum store_io_sync kind)
 {
     struct uring_io *u = U(io);
@@ -665,6 +749,7 @@ struct store_io *store_io_uring_new(const struct store_io_uring_opts *o,
     io->ctx = u;
     io->pread = uring_pread;
     io->pwritev = uring_pwritev;
+    io->pwritev_batch = uring_pwritev_batch;
     io->sync = uring_sync;
     io->destroy = uring_destroy;
     if (u->registered) {

@@ -861,51 +861,88 @@ static int ensure_capacity(struct store *st, uint64_t need)
 }
 
 /* Write the winners' frames, coalescing byte-contiguous runs into
- * pwritev calls of at most PWRITEV_MAX frames.  Sets each winner's rc. */
+ * pwritev calls of at most PWRITEV_MAX frames, all in flight together
+ * when the backend can (pwritev_batch).  Sets each winner's rc. */
+static void write_run_done(struct store *st, struct wplan **v, size_t i,
+                           size_t j, size_t bytes, ssize_t w)
+{
+    pthread_mutex_lock(&st->lock);
+    st->data_write_calls++;
+    if (w >= 0 && (size_t)w == bytes)
+        st->data_writes += (uint64_t)(j - i);
+    pthread_mutex_unlock(&st->lock);
+    if (w >= 0 && (size_t)w != bytes)
+        w = -ENOSPC; /* short write: out of space (SPEC table) */
+    int rc = (int)(w < 0 ? w : 0);
+    if (rc < 0)
+        store_log(st, rc == -ENOSPC ? STORE_LOG_WARN : STORE_LOG_ERROR,
+                  "pwritev %s/%s at slot %" PRIu32 " (%zu bytes): %s%s",
+                  st->dir, MF_DATA_NAME, v[i]->slot, bytes, strerror(-rc),
+                  rc == -EINVAL && st->direct
+                      ? " (O_DIRECT refused after a good probe)"
+                      : "");
+    for (size_t k = i; k < j; k++)
+        v[k]->rc = rc;
+}
+
 static void write_frames(struct store *st, struct wplan **v, size_t n)
 {
-    struct iovec iov[PWRITEV_MAX];
-    size_t i = 0;
+    if (n == 0)
+        return;
+    struct iovec *iov = malloc(n * sizeof(*iov));
+    struct store_io_write *calls = malloc(n * sizeof(*calls));
+    size_t *ends = malloc(n * sizeof(*ends));
+    size_t *sizes = malloc(n * sizeof(*sizes));
+    if (!iov || !calls || !ends || !sizes) {
+        free(iov);
+        free(calls);
+        free(ends);
+        free(sizes);
+        for (size_t k = 0; k < n; k++)
+            v[k]->rc = -ENOMEM;
+        return;
+    }
+    size_t i = 0, ncalls = 0;
     while (i < n) {
         size_t j = i, bytes = 0;
-        int cnt = 0;
         /* A frame joins the run only if the previous one fills its slot. */
         do {
             size_t len = round_page(v[j]->w->len);
-            iov[cnt].iov_base = v[j]->w->frame;
-            iov[cnt].iov_len = len;
+            iov[j].iov_base = v[j]->w->frame;
+            iov[j].iov_len = len;
             bytes += len;
-            cnt++;
             j++;
-        } while (j < n && cnt < PWRITEV_MAX &&
+        } while (j < n && j - i < PWRITEV_MAX &&
                  v[j]->slot == v[j - 1]->slot + 1 &&
                  round_page(v[j - 1]->w->len) == STORE_FRAME_SIZE);
-        int rc = 0;
-        if (bytes > 0) {
-            ssize_t w =
-                st->io->pwritev(st->io, st->datafd, iov, cnt,
-                                (uint64_t)v[i]->slot * STORE_FRAME_SIZE);
-            pthread_mutex_lock(&st->lock);
-            st->data_write_calls++;
-            if (w >= 0 && (size_t)w == bytes)
-                st->data_writes += (uint64_t)cnt;
-            pthread_mutex_unlock(&st->lock);
-            if (w >= 0 && (size_t)w != bytes)
-                w = -ENOSPC; /* short write: out of space (SPEC table) */
-            rc = (int)(w < 0 ? w : 0);
-            if (rc < 0)
-                store_log(st, rc == -ENOSPC ? STORE_LOG_WARN : STORE_LOG_ERROR,
-                          "pwritev %s/%s at slot %" PRIu32 " (%zu bytes): %s%s",
-                          st->dir, MF_DATA_NAME, v[i]->slot, bytes,
-                          strerror(-rc),
-                          rc == -EINVAL && st->direct
-                              ? " (O_DIRECT refused after a good probe)"
-                              : "");
-        }
-        for (size_t k = i; k < j; k++)
-            v[k]->rc = rc;
+        calls[ncalls] = (struct store_io_write){.iov = &iov[i],
+                                                .iovcnt = (int)(j - i),
+                                                .off = (uint64_t)v[i]->slot *
+                                                       STORE_FRAME_SIZE};
+        ends[ncalls] = j;
+        sizes[ncalls] = bytes;
+        ncalls++;
         i = j;
     }
+    if (st->io->pwritev_batch && ncalls > 1) {
+        st->io->pwritev_batch(st->io, st->datafd, calls, (int)ncalls);
+    } else {
+        for (size_t c = 0; c < ncalls; c++)
+            calls[c].res =
+                sizes[c] == 0
+                    ? 0
+                    : st->io->pwritev(st->io, st->datafd, calls[c].iov,
+                                      calls[c].iovcnt, calls[c].off);
+    }
+    i = 0;
+    for (size_t c = 0; c < ncalls; c++) {
+        write_run_done(st, v, i, ends[c], sizes[c], calls[c].res);
+        i = ends[c];
+    }
+    free(iov);
+    free(calls);
+    free(ends);
+    free(sizes);
 }
 
 static enum store_outcome failed_outcome(int rc)

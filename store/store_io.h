@@ -22,6 +22,14 @@
 
 enum store_io_sync { STORE_IO_FDATASYNC = 0, STORE_IO_FSYNC = 1 };
 
+/* One pwritev of a batch (pwritev_batch below). */
+struct store_io_write {
+    const struct iovec *iov;
+    int iovcnt;
+    uint64_t off;
+    ssize_t res; /* out: what pwritev(iov, iovcnt, off) would return */
+};
+
 struct store_io {
     const char *name; /* "pread", "io_uring", or a wrapper's name */
     void *ctx;
@@ -42,6 +50,12 @@ struct store_io {
     /* Bytes available to an unprivileged writer on fd's filesystem. */
     int (*fstatvfs)(struct store_io *io, int fd, uint64_t *avail);
     void (*destroy)(struct store_io *io);
+
+    /* Optional (NULL: the store makes the calls one by one): the n
+     * pwritev calls of w at once, all in flight together, each with its
+     * own result in w[i].res.  Returns when every one has finished. */
+    void (*pwritev_batch)(struct store_io *io, int fd, struct store_io_write *w,
+                          int n);
 
     /* Optional (NULL when the backend has none): frames of
      * STORE_FRAME_SIZE registered with the kernel.  frame_alloc returns

@@ -690,7 +690,7 @@ static void run_versions(int del_phase, int ranges)
     for (uint64_t k = 1; k <= W_ROUNDS; k++) {
         size_t n = round_size(k);
         w->body[k] = filled(n, k);
-        for (int i = 0; i < 8; i++)
+        for (size_t i = 0; i < 8 && i < n; i++)
             w->body[k][i] = (uint8_t)(k >> (8 * i));
     }
     atomic_init(&w->done, 0);

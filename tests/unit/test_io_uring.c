@@ -391,6 +391,119 @@ static void test_many_iovecs_small_ring(void **state)
     fx_free(x);
 }
 
+/* pwritev_batch: several pwritev calls at scattered offsets in flight
+ * together, more pieces than the ring has entries, each with its result. */
+static void test_batch_round_trip(void **state)
+{
+    (void)state;
+    NEED_URING();
+    struct fx *x = fx_new(4, 4);
+    assert_non_null(x->io->pwritev_batch);
+    uint8_t *f[2] = {x->io->frame_alloc(x->io), x->io->frame_alloc(x->io)};
+    enum { NH = 5 };
+    uint8_t *h[NH];
+    for (int i = 0; i < NH; i++) {
+        h[i] = heap(FRAME);
+        tu_pattern(h[i], FRAME, 40 + (uint64_t)i);
+    }
+    tu_pattern(f[0], FRAME, 50);
+    tu_pattern(f[1], FRAME, 51);
+    /* Calls: slot 9 (one frame), slots 2-3 (fixed + heap), slot 6 (one
+     * block of heap), slots 12-14 (three), and an empty call. */
+    struct iovec a[] = {{h[0], FRAME}};
+    struct iovec b[] = {{f[0], FRAME}, {h[1], FRAME}};
+    struct iovec c[] = {{h[2], BLK}};
+    struct iovec d[] = {{h[3], FRAME}, {f[1], FRAME}, {h[4], FRAME}};
+    struct store_io_write w[] = {
+        {.iov = a, .iovcnt = 1, .off = 9 * (uint64_t)FRAME},
+        {.iov = b, .iovcnt = 2, .off = 2 * (uint64_t)FRAME},
+        {.iov = c, .iovcnt = 1, .off = 6 * (uint64_t)FRAME},
+        {.iov = d, .iovcnt = 3, .off = 12 * (uint64_t)FRAME},
+        {.iov = a, .iovcnt = 0, .off = 0},
+    };
+    x->io->pwritev_batch(x->io, x->fd, w, 5);
+    assert_int_equal(w[0].res, FRAME);
+    assert_int_equal(w[1].res, 2 * FRAME);
+    assert_int_equal(w[2].res, BLK);
+    assert_int_equal(w[3].res, 3 * FRAME);
+    assert_int_equal(w[4].res, 0);
+    uint8_t *r = heap(FRAME);
+    struct {
+        uint64_t slot;
+        uint64_t seed;
+        size_t len;
+    } want[] = {{9, 40, FRAME},  {2, 50, FRAME},  {3, 41, FRAME}, {6, 42, BLK},
+                {12, 43, FRAME}, {13, 51, FRAME}, {14, 44, FRAME}};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        memset(r, 0, FRAME);
+        assert_int_equal(
+            x->io->pread(x->io, x->fd, r, want[i].len, want[i].slot * FRAME),
+            (ssize_t)want[i].len);
+        assert_true(tu_pattern_ok(r, want[i].len, want[i].seed));
+    }
+    free(r);
+    for (int i = 0; i < NH; i++)
+        free(h[i]);
+    x->io->frame_free(x->io, f[0]);
+    x->io->frame_free(x->io, f[1]);
+    fx_free(x);
+}
+
+/* A call of the batch that fails leaves the others to finish: each
+ * result is its own (bad arguments, a write past RLIMIT_FSIZE). */
+static void test_batch_failure_is_per_call(void **state)
+{
+    (void)state;
+    NEED_URING();
+    struct fx *x = fx_new(0, 4);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    uint64_t limit = 4 * (uint64_t)FRAME;
+    if (old.rlim_cur != RLIM_INFINITY && old.rlim_cur < limit) {
+        fx_free(x);
+        skip();
+    }
+    uint8_t *h[4];
+    for (int i = 0; i < 4; i++) {
+        h[i] = heap(FRAME);
+        tu_pattern(h[i], FRAME, 60 + (uint64_t)i);
+    }
+    struct iovec v[4] = {
+        {h[0], FRAME}, {h[1], FRAME}, {h[2], FRAME}, {h[3], FRAME}};
+    struct store_io_write w[] = {
+        {.iov = &v[0], .iovcnt = 1, .off = 0},
+        {.iov = &v[1], .iovcnt = 1, .off = 8 * (uint64_t)FRAME}, /* EFBIG */
+        {.iov = &v[2], .iovcnt = -1, .off = FRAME},              /* EINVAL */
+        {.iov = &v[2], .iovcnt = 2, .off = 2 * (uint64_t)FRAME},
+    };
+    void (*oldsig)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = limit;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    x->io->pwritev_batch(x->io, x->fd, w, 4);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, oldsig);
+    assert_int_equal(w[0].res, FRAME);
+    assert_int_equal(w[1].res, -EFBIG);
+    assert_int_equal(w[2].res, -EINVAL);
+    assert_int_equal(w[3].res, 2 * FRAME);
+    uint8_t *r = heap(FRAME);
+    const int slots[] = {0, 2, 3};
+    const int seeds[] = {60, 62, 63};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(
+            x->io->pread(x->io, x->fd, r, FRAME, (uint64_t)slots[i] * FRAME),
+            FRAME);
+        assert_true(tu_pattern_ok(r, FRAME, (uint64_t)seeds[i]));
+    }
+    /* The ring still works afterwards. */
+    assert_int_equal(write1(x->io, x->fd, h[0], FRAME, FRAME), FRAME);
+    free(r);
+    for (int i = 0; i < 4; i++)
+        free(h[i]);
+    fx_free(x);
+}
+
 static void test_frame_pool(void **state)
 {
     (void)state;
@@ -580,6 +693,8 @@ int main(void)
         cmocka_unit_test(test_write_errors),
         cmocka_unit_test(test_write_prefix_on_failure),
         cmocka_unit_test(test_many_iovecs_small_ring),
+        cmocka_unit_test(test_batch_round_trip),
+        cmocka_unit_test(test_batch_failure_is_per_call),
         cmocka_unit_test(test_frame_pool),
         cmocka_unit_test(test_fail_register),
         cmocka_unit_test(test_fail_ring),
