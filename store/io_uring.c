@@ -57,8 +57,9 @@
  *  6. Registered buffer i is frame i = [region + i * FRAME, + FRAME).  A
  *     frame is on the free stack or handed out (in_use[i]), never both.
  *     Without registered frames the three frame hooks are NULL.
- *  7. Reads never queue behind the write ring: a read into a registered
- *     frame takes only the read ring's lock (G4 in store.h).
+ *  7. Reads never queue behind the write ring, nor behind each other: a
+ *     read into a registered frame takes the read ring if it is free and
+ *     is a pread(2) otherwise (G4 in store.h).
  *
  * Thread rules: every function may be called from any thread at once.
  * Each ring's lock guards that ring, its gen and dead; u->flock guards
@@ -412,7 +413,11 @@ static ssize_t uring_pread(struct store_io *io, int fd, void *buf, size_t len,
                       .buf_index = idx,
                       .op = PIECE_READ,
                       .state = PIECE_WAITING};
-    pthread_mutex_lock(&u->r.lock);
+    /* A reader that finds the ring busy does not wait for it (7): its
+     * pread(2) runs beside the ring's read, so readers on many threads
+     * keep that many reads in flight. */
+    if (pthread_mutex_trylock(&u->r.lock) != 0)
+        return plain_pread(fd, buf, len, off);
     int dead = u->r.dead;
     ssize_t n = dead ? 0 : ring_run(u, &u->r, fd, &p, 1);
     pthread_mutex_unlock(&u->r.lock);

@@ -143,7 +143,7 @@ struct store_config {
     unsigned queue_max;         /* queued jobs; 0 = 4096 */
     unsigned job_timeout_ms;    /* 0 = 30000 */
     unsigned flush_interval_ms; /* 0 = flush only on request or pressure */
-    unsigned read_threads;      /* async readers; 0 = 4 */
+    unsigned read_threads;      /* async readers; 0 = 16 */
 };
 
 void store_config_init(struct store_config *cfg, const char *dir);
