@@ -278,9 +278,13 @@ static int apply_set(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
     e.len = r->len;
     e.crc = r->crc;
     ix_set_version(&e, r->version);
-    rc = index_put(ix, &e, &old, &had);
-    if (rc < 0)
-        return mf_fail(ctx, rc, "out of memory replaying %s", name);
+    if (cur) {
+        *cur = e; /* a rewrite: the entry found above, no second search */
+    } else {
+        rc = index_put(ix, &e, &old, &had);
+        if (rc < 0)
+            return mf_fail(ctx, rc, "out of memory replaying %s", name);
+    }
     if (r->len > 0 && r->slot + 1 > s->next_slot)
         s->next_slot = r->slot + 1;
     return 0;

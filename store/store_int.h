@@ -90,6 +90,10 @@ struct index_chunk {
 
 struct index {
     struct index_chunk **chunks;
+    /* lead[i]: the first 8 bytes of chunk i's first GUID, big-endian, so
+     * the search for a chunk reads one contiguous array instead of a
+     * cache line in every chunk it passes (I4 in index.c). */
+    uint64_t *lead;
     size_t nchunks, cap;
     uint64_t count;
 };

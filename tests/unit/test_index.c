@@ -120,7 +120,8 @@ static int entry_eq(const struct index_entry *a, const struct index_entry *b)
            ix_version(a) == ix_version(b);
 }
 
-/* I1 and the count: no empty chunk, entries strictly ascending. */
+/* I1, I4 and the count: no empty chunk, entries strictly ascending, the
+ * leads right. */
 static void check_structure(const struct index *ix)
 {
     uint64_t n = 0;
@@ -137,6 +138,15 @@ static void check_structure(const struct index *ix)
                          ci, i);
             prev = c->e[i].guid;
         }
+        /* I4: the lead of every chunk but the first is its first GUID's
+         * first 8 bytes. */
+        uint64_t lead = 0;
+        for (int k = 0; k < 8; k++)
+            lead = lead << 8 | c->e[0].guid[k];
+        if (ci > 0 && ix->lead[ci] != lead)
+            fail_msg("lead of chunk %zu is %016" PRIx64 ", its first GUID "
+                     "starts %016" PRIx64,
+                     ci, ix->lead[ci], lead);
         n += c->n;
     }
     assert_int_equal(n, ix->count);
