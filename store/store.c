@@ -51,8 +51,6 @@
 #define PREALLOC_LARGE 64u
 #define PREALLOC_LARGE_AT 128u
 #define PWRITEV_MAX 1024 /* IOV_MAX on Linux */
-#define COMPACT_MIN_BYTES (1ull << 20)
-#define COMPACT_RATIO 4u
 #define PRESSURE_DELTAS 4096u
 #define PRESSURE_FREE 1024u
 #define PRESSURE_BYTES (256ull << 20)

@@ -179,6 +179,11 @@ static inline void bitmap_clear(struct bitmap *b, uint64_t i)
 
 /* ---- manifest format (manifest.c, docs/format.md) ---- */
 
+/* Compaction starts once the log holds at least COMPACT_MIN_BYTES and
+ * COMPACT_RATIO times the size of a snapshot of the index. */
+#define COMPACT_MIN_BYTES (1ull << 20)
+#define COMPACT_RATIO 4u
+
 #define MF_BLOCK 4096u
 #define MF_REC_SIZE 64u
 #define MF_SNAP_HDR_SIZE 64u
