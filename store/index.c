@@ -109,6 +109,18 @@ static uint32_t find_pos(const struct index_chunk *c, const uint8_t *guid,
     return lo;
 }
 
+void index_prefetch(const struct index *ix, const uint8_t *guid)
+{
+    if (ix->nchunks == 0)
+        return;
+    const struct index_chunk *c = ix->chunks[find_chunk(ix, guid)];
+    /* The first probes of the search in a full chunk, and its count. */
+    __builtin_prefetch(c);
+    __builtin_prefetch(&c->e[INDEX_CHUNK_CAP / 2]);
+    __builtin_prefetch(&c->e[INDEX_CHUNK_CAP / 4]);
+    __builtin_prefetch(&c->e[3 * INDEX_CHUNK_CAP / 4]);
+}
+
 struct index_entry *index_find(struct index *ix, const uint8_t *guid)
 {
     if (ix->nchunks == 0)

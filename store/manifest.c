@@ -318,7 +318,9 @@ static int apply_record(struct mf_ctx *ctx, struct index *ix,
 
 /* ---- groups ---- */
 
-#define SCAN_RECS 1024 /* records read per pread while streaming */
+#define SCAN_RECS 1024     /* records read per pread while streaming */
+#define REPLAY_AHEAD 8     /* records ahead whose index lines are prefetched */
+#define MF_REC_GUID_OFF 16 /* where a record's GUID starts (format.md) */
 
 struct group_hdr {
     uint64_t first_lsn;
@@ -400,6 +402,12 @@ static int apply_group(struct mf_ctx *ctx, int fd, uint64_t off,
         for (uint32_t i = 0; i < n; i++) {
             struct mf_record r;
             uint64_t roff = pos + (uint64_t)i * MF_REC_SIZE;
+            /* The index is far larger than the caches: ask for the lines
+             * a record a few ahead will search while this one applies. */
+            if (i + REPLAY_AHEAD < n)
+                index_prefetch(ix,
+                               buf + (size_t)(i + REPLAY_AHEAD) * MF_REC_SIZE +
+                                   MF_REC_GUID_OFF);
             if (mf_decode_record(buf + (size_t)i * MF_REC_SIZE, &r) < 0)
                 return mf_fail(ctx, STORE_E_CORRUPT,
                                "%s/%s at offset %" PRIu64 ": bad record",

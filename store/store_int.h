@@ -113,6 +113,8 @@ int index_remove(struct index *ix, const uint8_t *guid,
 size_t index_list(struct index *ix, const uint8_t *after, size_t limit,
                   struct index_entry *out, int *more);
 size_t index_bytes(const struct index *ix);
+/* A hint: start loading the lines a lookup of guid will read. */
+void index_prefetch(const struct index *ix, const uint8_t *guid);
 
 /* ---- slots: reusable slots and reader pins (slots.c) ---- */
 
