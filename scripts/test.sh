@@ -2,7 +2,8 @@
 # The test command: installs what is missing, builds, and runs the default
 # suite (every test but those labelled slow).  With CI=true it also checks
 # formatting, builds with -Werror, runs the ASan+UBSan and TSan builds and
-# every fuzz target briefly (docs/reliability.md), and turns every
+# every fuzz target briefly (docs/reliability.md), runs the benchmark
+# harnesses in their smoke mode (docs/benchmarks.md), and turns every
 # would-be skip into a failure (BLOBD_NO_SKIP=1).
 #
 #   ./scripts/test.sh            default suite
@@ -66,6 +67,11 @@ if [ $ci -eq 1 ]; then
   build build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DBLOBD_FUZZ=ON -DBLOBD_FUZZ_SECONDS="${BLOBD_FUZZ_SECONDS:-30}"
   (cd build-fuzz && ctest --output-on-failure -j "$jobs" -L fuzz)
+  stage "benchmark harnesses, smoke mode (they must run; no speed is judged)"
+  bench_out=$(mktemp -d "${TMPDIR:-/tmp}/blobd-bench-smoke-XXXXXX")
+  tests/bench/http_bench.py --build build --out "$bench_out/http" --smoke
+  tests/bench/scale.py --build build --out "$bench_out/scale" --smoke
+  rm -rf "$bench_out"
 fi
 
 stage "all passed in $(( $(date +%s) - start )) s"
