@@ -803,6 +803,12 @@ class Bench:
         guids = self.guids["hot"][:self.FLUSH_BLOBS]
         holder = {}
         times, bad = [], []
+        # A compaction that starts during a round makes the changes it may
+        # have scanned durable first (format.md, the barrier): the flush
+        # then finds fewer records pending.  Such a round is valid when a
+        # compaction did complete meanwhile and nothing is left pending.
+        compactions = srv.stats()["compaction"]["count"]
+        by_compaction = 0
         try:
             for _ in range(rounds):
                 st, data, dt = self.flush_round(srv, holder, guids)
@@ -815,10 +821,19 @@ class Bench:
                     bad.append("POST /flush answered %d" % st)
                 elif doc.get("records") != len(guids) or \
                         doc.get("data_synced") != 1:
-                    bad.append("flush answered records=%s data_synced=%s "
-                               "(want %d and 1)" % (doc.get("records"),
-                                                    doc.get("data_synced"),
-                                                    len(guids)))
+                    j = srv.stats()
+                    if (j["compaction"]["count"] > compactions and
+                            j["manifest"]["pending_deltas"] == 0 and
+                            j["flush"]["unflushed_blobs"] == 0 and
+                            not j["flush"]["needs_flush"]):
+                        compactions = j["compaction"]["count"]
+                        by_compaction += 1
+                    else:
+                        bad.append("flush answered records=%s data_synced="
+                                   "%s (want %d and 1) with no compaction "
+                                   "that made the rest durable" % (
+                                       doc.get("records"),
+                                       doc.get("data_synced"), len(guids)))
                 times.append(dt * 1e6)
         finally:
             if holder.get("c"):
@@ -830,6 +845,7 @@ class Bench:
             return s[k - 1]
 
         res = {"tool": "client", "rounds": rounds, "samples_us": times,
+               "rounds_shared_with_compaction": by_compaction,
                "blobs_per_flush": len(guids), "p50_us": p(50),
                "p99_us": p(99), "mean_us": statistics.mean(s),
                "min_us": s[0], "max_us": s[-1],
