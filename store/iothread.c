@@ -250,6 +250,8 @@ static void run_round(struct store_async *as, struct job *b, size_t n,
                 store_needs_flush(as->st);
     if (nwait > 0 || timer || store_flush_pressure(as->st))
         commit(as, wait, nwait);
+    else if (store_sync_data_due(as->st))
+        store_sync_data(as->st); /* a failure is sticky: the store says why */
 }
 
 static void *io_main(void *arg)

@@ -54,6 +54,11 @@
 #define PRESSURE_DELTAS 4096u
 #define PRESSURE_FREE 1024u
 #define PRESSURE_BYTES (256ull << 20)
+/* Bytes written since the last data sync after which the I/O thread syncs
+ * the data file on its own (store_sync_data_due): the host and the disk
+ * take time in proportion to what a sync covers, so many small syncs stop
+ * the writes behind them for less than one large one. */
+#define DATA_SYNC_BYTES (16ull << 20)
 
 /* ---- small helpers ---- */
 
@@ -1262,26 +1267,57 @@ static void publish_freed(struct store *st)
     st->npf = 0;
 }
 
+/* Sync blobs.dat if a write made it dirty (T1's second step); a failure
+ * is sticky (G3).  Caller holds wlock, so no write runs meanwhile.
+ * Returns 1 if it synced, 0 if clean, or an error. */
+static int sync_data_locked(struct store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    int dirty = st->data_dirty;
+    pthread_mutex_unlock(&st->lock);
+    if (!dirty)
+        return 0;
+    int rc = st->io->sync(st->io, st->datafd, STORE_IO_FDATASYNC);
+    if (rc < 0)
+        return set_sticky(st, rc, "fdatasync %s/%s", st->dir, MF_DATA_NAME);
+    pthread_mutex_lock(&st->lock);
+    st->data_dirty = 0;
+    st->data_syncs++;
+    st->unflushed_bytes = 0;
+    pthread_mutex_unlock(&st->lock);
+    return 1;
+}
+
+int store_sync_data_due(struct store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    int due = st->data_dirty && st->unflushed_bytes >= DATA_SYNC_BYTES;
+    pthread_mutex_unlock(&st->lock);
+    return due;
+}
+
+int store_sync_data(struct store *st)
+{
+    pthread_mutex_lock(&st->wlock);
+    int rc = writable_check(st);
+    if (rc == 0)
+        rc = sync_data_locked(st);
+    pthread_mutex_unlock(&st->wlock);
+    return rc < 0 ? rc : 0;
+}
+
 static int flush_locked(struct store *st, struct store_flush_result *res)
 {
     int rc = writable_check(st);
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&st->lock);
-    int dirty = st->data_dirty;
     size_t n = st->npend;
     pthread_mutex_unlock(&st->lock);
-    if (dirty) {
-        rc = st->io->sync(st->io, st->datafd, STORE_IO_FDATASYNC);
-        if (rc < 0)
-            return set_sticky(st, rc, "fdatasync %s/%s", st->dir, MF_DATA_NAME);
-        pthread_mutex_lock(&st->lock);
-        st->data_dirty = 0;
-        st->data_syncs++;
-        st->unflushed_bytes = 0;
-        pthread_mutex_unlock(&st->lock);
-        res->data_synced = 1;
-    }
+    rc = sync_data_locked(st);
+    if (rc < 0)
+        return rc;
+    res->data_synced = rc;
     if (n == 0)
         return 0;
     /* pend[] only grows under wlock, which we hold: read it unlocked. */

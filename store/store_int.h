@@ -404,6 +404,12 @@ void store_log(struct store *st, enum store_log_level lvl, const char *fmt, ...)
 /* 1 when pending work crossed a flush threshold (SPEC §2: 4096 deltas,
  * 1024 pending-free slots, 256 MiB unflushed). */
 int store_flush_pressure(struct store *st);
+/* 1 once DATA_SYNC_BYTES were written since the last data sync. */
+int store_sync_data_due(struct store *st);
+/* fdatasync blobs.dat alone, without committing the pending records: a
+ * later flush then has less to sync.  0 or an error (a failed sync is
+ * sticky). */
+int store_sync_data(struct store *st);
 /* 1 when the logs call for a compaction (and no hold forbids it). */
 int store_compaction_due(struct store *st);
 /* Run one compaction from this thread (switch, scan, barrier, commit).

@@ -291,6 +291,7 @@ struct slowio {
      * so the backend itself is busy in a long fsync. */
     int scratch_fd, scratch_armed, scratch_busy;
     uint64_t scratch_start_us, scratch_end_us;
+    int fail_sync; /* the next sync() fails with EIO */
 };
 
 static uint64_t mono_us(void)
@@ -358,6 +359,11 @@ static int s_sync(struct store_io *io, int fd, enum store_io_sync k)
 {
     struct slowio *s = SL(io);
     pthread_mutex_lock(&s->mu);
+    if (s->fail_sync) {
+        s->fail_sync = 0;
+        pthread_mutex_unlock(&s->mu);
+        return -EIO;
+    }
     if (s->block) {
         s->blocked++;
         pthread_cond_broadcast(&s->cv);
@@ -612,6 +618,89 @@ static void test_nondurable_write(void **state)
     assert_int_equal(store_stat(st, g, &info), 0);
     assert_true(info.version == c.version);
     store_close(st);
+    tu_rmtree(dir);
+}
+
+/* Once 16 MiB were written since the last data sync, the I/O thread syncs
+ * blobs.dat on its own, without committing the records: they stay
+ * pending, and the flush that commits them has less to sync. */
+static void test_data_sync_without_commit(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("async-ds");
+    struct store_config cfg;
+    cfg_async(&cfg, dir);
+    cfg.flush_interval_ms = 0;
+    struct store *st = open_cfg(&cfg);
+    struct store_stats s0 = stats_of(st);
+    enum { N = 40, LEN = STORE_FRAME_SIZE };
+    uint8_t g[N][16];
+    for (int i = 0; i < N; i++) {
+        tu_guid_num(g[i], 100 + (uint64_t)i);
+        put_async(st, g[i], LEN, 200 + (uint64_t)i, 0);
+    }
+    struct store_stats s = stats_of(st);
+    /* One sync after the 32nd write (16 MiB); 8 writes since. */
+    assert_int_equal(s.data_syncs - s0.data_syncs, 1);
+    assert_int_equal(s.log_syncs, s0.log_syncs);
+    assert_int_equal(s.flushes, s0.flushes);
+    assert_int_equal(s.unflushed_bytes, 8 * (uint64_t)LEN);
+    assert_int_equal(s.unflushed_blobs, N);
+    assert_int_equal(s.pending_deltas, N);
+    assert_int_equal(store_needs_flush(st), 1);
+
+    struct store_completion fc = do_flush(st);
+    assert_int_equal(fc.flush.records, N);
+    assert_int_equal(fc.flush.data_synced, 1);
+    s = stats_of(st);
+    assert_int_equal(s.data_syncs - s0.data_syncs, 2);
+    assert_int_equal(s.log_syncs, s0.log_syncs + 1);
+    assert_int_equal(store_needs_flush(st), 0);
+    store_close(st);
+
+    st = open_async(dir);
+    for (int i = 0; i < N; i++)
+        tu_check(st, g[i], LEN, 200 + (uint64_t)i);
+    store_close(st);
+    tu_rmtree(dir);
+}
+
+/* A failed data sync of its own is sticky like any failed sync (G3):
+ * later writes are refused and the store says why. */
+static void test_data_sync_failure_is_sticky(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("async-dsfail");
+    struct slowio *sl = slowio_new();
+    struct store_config cfg;
+    cfg_async(&cfg, dir);
+    cfg.io = &sl->io;
+    cfg.flush_interval_ms = 0;
+    struct store *st = open_cfg(&cfg);
+    pthread_mutex_lock(&sl->mu);
+    sl->fail_sync = 1;
+    pthread_mutex_unlock(&sl->mu);
+    uint8_t g[16];
+    for (int i = 0; i < 32; i++) {
+        tu_guid_num(g, 300 + (uint64_t)i);
+        put_async(st, g, STORE_FRAME_SIZE, 400 + (uint64_t)i, 0);
+    }
+    /* The sync runs after the 32nd write's round: wait for it. */
+    for (int i = 0; i < 200 && !store_failed(st); i++)
+        sleep_ms(10);
+    assert_int_not_equal(store_failed(st), 0);
+    struct store_stats s = stats_of(st);
+    assert_non_null(strstr(s.last_sticky_error, "fdatasync"));
+    assert_non_null(strstr(s.last_sticky_error, "blobs.dat"));
+    void *f = store_frame_alloc(st);
+    assert_non_null(f);
+    tu_pattern(f, 100, 1);
+    tu_guid_num(g, 999);
+    struct store_completion c = do_write(st, g, f, 100, NULL, 0);
+    assert_int_equal(c.outcome, STORE_OUT_STORE_FAILED);
+    store_frame_free(st, f);
+    store_close(st);
+    sl->io.destroy(&sl->io);
     tu_rmtree(dir);
 }
 
@@ -2071,6 +2160,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nondurable_write),
+        cmocka_unit_test(test_data_sync_without_commit),
+        cmocka_unit_test(test_data_sync_failure_is_sticky),
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_delete_precond_order),
         cmocka_unit_test(test_exactly_once),
