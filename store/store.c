@@ -902,8 +902,8 @@ static void write_frames(struct store *st, struct wplan **v, size_t n)
         free(ends);
         free(sizes);
         store_log(st, STORE_LOG_ERROR,
-                  "%s: out of memory for the writes of a batch of %zu",
-                  st->dir, n);
+                  "%s: out of memory for the writes of a batch of %zu", st->dir,
+                  n);
         for (size_t k = 0; k < n; k++)
             v[k]->rc = -ENOMEM;
         return;
