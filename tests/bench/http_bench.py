@@ -313,12 +313,20 @@ class Server:
         except OSError:
             return "(no log)"
 
+    def spawn(self, out_path):
+        """Start self.argv with stdout and stderr appended to out_path."""
+        self.logf = open(out_path, "ab")
+        self.proc = CHILDREN.spawn(self.argv, self.logf, self.logf)
+
     def stop(self):
+        rc = None
         if self.proc is not None:
             rc = CHILDREN.stop(self.proc)
             self.proc = None
-            return rc
-        return None
+        if getattr(self, "logf", None):
+            self.logf.close()
+            self.logf = None
+        return rc
 
     def save_log(self, scenario):
         if os.path.exists(self.log_path):
@@ -342,8 +350,7 @@ class Blobd(Server):
                      "--listen=127.0.0.1:%d" % self.port,
                      "--data-dir=%s" % self.data_dir,
                      "--backend=%s" % self.backend] + self.opts
-        self.logf = open(self.log_path, "ab")
-        self.proc = CHILDREN.spawn(self.argv, self.logf, self.logf)
+        self.spawn(self.log_path)
         self.wait_http("/readyz", lambda s: s == 200)
         st = self.stats()
         if dig(st, "io.backend") != self.backend:
@@ -375,13 +382,6 @@ class Blobd(Server):
             raise BenchError("%s POST /flush answered %d" % (self.name,
                                                              status))
         return json.loads(body)
-
-    def stop(self):
-        rc = super().stop()
-        if getattr(self, "logf", None):
-            self.logf.close()
-            self.logf = None
-        return rc
 
 
 class Nginx(Server):
@@ -418,17 +418,9 @@ class Nginx(Server):
             f.write(conf)
         self.argv = ["taskset", "-c", SERVER_CPU, self.ctx.nginx, "-p",
                      self.dir + "/", "-c", conf_path, "-g", "daemon off;"]
-        self.outf = open(os.path.join(self.dir, "stderr.log"), "ab")
-        self.proc = CHILDREN.spawn(self.argv, self.outf, self.outf)
+        self.spawn(os.path.join(self.dir, "stderr.log"))
         self.wait_http("/", lambda s: s > 0)
         return None
-
-    def stop(self):
-        rc = super().stop()
-        if getattr(self, "outf", None):
-            self.outf.close()
-            self.outf = None
-        return rc
 
 
 class MhdRef(Server):
@@ -442,17 +434,9 @@ class MhdRef(Server):
         self.port = free_port(self.ctx.ports)
         self.argv = ["taskset", "-c", SERVER_CPU, self.ctx.mhd_ref,
                      str(self.port), str(self.threads)]
-        self.logf = open(self.log_path, "ab")
-        self.proc = CHILDREN.spawn(self.argv, self.logf, self.logf)
+        self.spawn(self.log_path)
         self.wait_http("/", lambda s: s == 404)
         return None
-
-    def stop(self):
-        rc = super().stop()
-        if getattr(self, "logf", None):
-            self.logf.close()
-            self.logf = None
-        return rc
 
 
 class Peer:
