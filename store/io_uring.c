@@ -426,6 +426,32 @@ static ssize_t uring_pread(struct store_io *io, int fd, void *buf, size_t len,
     return n;
 }
 
+/* The pieces of one pwritev: an SQE per non-empty iovec at consecutive
+ * offsets.  Returns how many (p has room for iovcnt), or -EINVAL when the
+ * sum overflows ssize_t, as pwritev(2). */
+static int write_pieces(struct uring_io *u, struct piece *p,
+                        const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    size_t total = 0;
+    int n = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        size_t len = iov[i].iov_len;
+        if (len > (size_t)SSIZE_MAX - total)
+            return -EINVAL;
+        if (len == 0)
+            continue; /* nothing to send; offsets stay consecutive */
+        p[n++] =
+            (struct piece){.base = iov[i].iov_base,
+                           .len = len,
+                           .off = off + total,
+                           .buf_index = frame_index(u, iov[i].iov_base, len),
+                           .op = PIECE_WRITE,
+                           .state = PIECE_WAITING};
+        total += len;
+    }
+    return n;
+}
+
 static ssize_t uring_pwritev(struct store_io *io, int fd,
                              const struct iovec *iov, int iovcnt, uint64_t off)
 {
@@ -442,27 +468,9 @@ static ssize_t uring_pwritev(struct store_io *io, int fd,
             return -ENOMEM;
     }
     ssize_t rc;
-    size_t total = 0;
-    int n = 0;
-    for (int i = 0; i < iovcnt; i++) {
-        size_t len = iov[i].iov_len;
-        if (len > (size_t)SSIZE_MAX - total) {
-            rc = -EINVAL; /* as pwritev(2): the sum overflows ssize_t */
-            goto out;
-        }
-        if (len == 0)
-            continue; /* nothing to send; offsets stay consecutive */
-        p[n] = (struct piece){.base = iov[i].iov_base,
-                              .len = len,
-                              .off = off + total,
-                              .buf_index = frame_index(u, iov[i].iov_base, len),
-                              .op = PIECE_WRITE,
-                              .state = PIECE_WAITING};
-        total += len;
-        n++;
-    }
-    if (n == 0) {
-        rc = 0;
+    int n = write_pieces(u, p, iov, iovcnt, off);
+    if (n <= 0) {
+        rc = n;
         goto out;
     }
     pthread_mutex_lock(&u->w.lock);
@@ -510,25 +518,11 @@ static void uring_pwritev_batch(struct store_io *io, int fd,
         first[i] = np;
         if (w[i].res < 0)
             continue;
-        size_t total = 0;
-        for (int k = 0; k < w[i].iovcnt; k++) {
-            size_t len = w[i].iov[k].iov_len;
-            if (len > (size_t)SSIZE_MAX - total) {
-                w[i].res = -EINVAL;
-                np = first[i];
-                break;
-            }
-            if (len == 0)
-                continue;
-            p[np++] = (struct piece){
-                .base = w[i].iov[k].iov_base,
-                .len = len,
-                .off = w[i].off + total,
-                .buf_index = frame_index(u, w[i].iov[k].iov_base, len),
-                .op = PIECE_WRITE,
-                .state = PIECE_WAITING};
-            total += len;
-        }
+        int k = write_pieces(u, p + np, w[i].iov, w[i].iovcnt, w[i].off);
+        if (k < 0)
+            w[i].res = k;
+        else
+            np += k;
         count[i] = np - first[i];
     }
     pthread_mutex_lock(&u->w.lock);
