@@ -8,7 +8,8 @@ packages=(
   libisal-dev liburing-dev libcjson-dev libmicrohttpd-dev nettle-dev
   libcmocka-dev libcurl4-openssl-dev curl fio
   valgrind slowhttptest e2fsprogs util-linux
-  python3 wrk nginx-light
+  python3 wrk nginx-light libnginx-mod-http-js chromium prometheus
+  libseccomp-dev
 )
 
 missing=()
