@@ -13,9 +13,12 @@
  *      later 4 KiB boundary, with an LSN at or past the expected one, or in
  *      a later log) is a torn tail; otherwise it is corruption, reported
  *      with file and offset.
- *  M4. Every applied record and the final state are checked: a slot
- *      claimed by two GUIDs, a slot past the limit, a length past one
- *      frame or a version from a future generation refuse to open.
+ *  M4. Every record past the snapshot is checked as it is read: a slot
+ *      past the limit, a length past one frame or a version from a future
+ *      generation refuse to open.  Records are applied in batches sorted
+ *      by GUID (never across two logs); after each batch no slot may be
+ *      claimed by two GUIDs.  A claim that a later record of the same
+ *      batch withdraws is not seen: the state each batch leaves is.
  *  M5. manifest.bin is replaced only by mf_commit_snapshot, renaming a tmp
  *      file that mf_write_snapshot_tmp wrote and fsynced; then the
  *      directory is fsynced.
@@ -223,6 +226,55 @@ static int file_size(int fd, uint64_t *size)
     return 0;
 }
 
+/* A log is read through one buffer: a group's header, records and commit
+ * usually come from one pread, and the second pass finds them still
+ * there. */
+#define RD_CAP (1u << 20)
+
+struct log_rd {
+    struct mf_ctx *ctx;
+    int fd;
+    const char *name;
+    uint8_t *buf; /* RD_CAP bytes */
+    uint64_t base;
+    size_t len; /* buf holds [base, base + len) of the file */
+};
+
+/* *p = the len (<= RD_CAP) bytes at off; read_full's results. */
+static int rd_get(struct log_rd *r, uint64_t off, size_t len, const uint8_t **p)
+{
+    if (off >= r->base && off + len <= r->base + r->len) {
+        *p = r->buf + (off - r->base);
+        return 0;
+    }
+    struct mf_ctx *ctx = r->ctx;
+    size_t done = 0;
+    r->base = off;
+    r->len = 0;
+    while (done < RD_CAP) {
+        ssize_t n = ctx->io->pread(ctx->io, r->fd, r->buf + done, RD_CAP - done,
+                                   off + done);
+        if (n < 0)
+            return mf_fail(ctx, (int)n, "pread %s/%s at %" PRIu64 ": %s",
+                           ctx->dir, r->name, off + done, strerror((int)-n));
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    r->len = done;
+    if (done < len) {
+        struct stat sb;
+        if (fstat(r->fd, &sb) == 0 && (uint64_t)sb.st_size <= off + done)
+            return 1; /* end of file */
+        return mf_fail(ctx, -EIO,
+                       "pread %s/%s at %" PRIu64 ": nothing read inside the "
+                       "file",
+                       ctx->dir, r->name, off + done);
+    }
+    *p = r->buf;
+    return 0;
+}
+
 /* ---- applying records (M4) ---- */
 
 /* A slot is valid for a length: an empty blob has none, any other one a
@@ -234,67 +286,221 @@ static int slot_ok(const struct mf_ctx *ctx, uint64_t slot, uint32_t len)
     return slot < MF_MAX_SLOTS && slot < ctx->data_slots;
 }
 
-static int apply_set(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
-                     const struct mf_record *r, const char *name, uint64_t off)
+/*
+ * Records past the snapshot are not applied one by one: each SET or
+ * DELETE is checked on its own as it is read (bounds, length, generation,
+ * in LSN order), then collected into a batch.  A batch is sorted by GUID
+ * (stable, so a GUID's records stay in LSN order) and applied in that
+ * order, so the index is walked front to back instead of searched at
+ * random: a GUID's last record decides its entry.  Slot ownership is then
+ * checked for the batch as a whole: the slots its entries left are freed,
+ * and each slot an entry took must be free.  A batch never spans two logs,
+ * and is applied before a torn tail is truncated.
+ */
+uint32_t mf_replay_batch_max = 1u << 19; /* 24 MiB of items, twice */
+
+struct rp_item {
+    uint8_t guid[STORE_GUID_SIZE];
+    uint64_t version;
+    uint64_t off; /* of the record in its log, for messages */
+    uint32_t slot, len, crc;
+    uint32_t del; /* 1: DELETE, 0: SET */
+};
+
+struct rp_batch {
+    struct rp_item *v, *tmp;
+    size_t n, cap;   /* every array has room for cap items */
+    uint32_t *freed; /* slots left by the batch's entries */
+    uint32_t *taken; /* items whose slot an entry took */
+};
+
+static void batch_free(struct rp_batch *b)
 {
-    if (r->len <= STORE_FRAME_SIZE && !slot_ok(ctx, r->slot, r->len))
-        return mf_fail(ctx, STORE_E_CORRUPT,
-                       "%s/%s at offset %" PRIu64 ": slot %" PRIu64
-                       " out of bounds (%s covers %" PRIu64 " slots)",
-                       ctx->dir, name, off, r->slot, MF_DATA_NAME,
-                       ctx->data_slots);
-    if (r->len > STORE_FRAME_SIZE)
-        return mf_fail(ctx, STORE_E_CORRUPT,
-                       "%s/%s at offset %" PRIu64 ": length %" PRIu32
-                       " exceeds one frame",
-                       ctx->dir, name, off, r->len);
-    uint64_t gen = store_version_generation(r->version);
-    if (gen == 0 || gen > s->generation)
-        return mf_fail(ctx, STORE_E_CORRUPT,
-                       "%s/%s at offset %" PRIu64
-                       ": version of generation %" PRIu64
-                       " before that generation was opened",
-                       ctx->dir, name, off, gen);
-    int rc = 0;
-    struct index_entry *cur = index_find(ix, r->guid);
-    if (r->len > 0) {
-        rc = bitmap_ensure(&s->used, r->slot + 1);
-        if (rc < 0)
-            return mf_fail(ctx, rc, "out of memory replaying %s", name);
-        if (bitmap_get(&s->used, r->slot) && (!cur || cur->slot != r->slot))
-            return mf_fail(ctx, STORE_E_CORRUPT,
-                           "%s/%s at offset %" PRIu64 ": slot %" PRIu64
-                           " is claimed by two GUIDs",
-                           ctx->dir, name, off, r->slot);
+    free(b->v);
+    free(b->tmp);
+    free(b->freed);
+    free(b->taken);
+    memset(b, 0, sizeof(*b));
+}
+
+static int batch_push(struct mf_ctx *ctx, struct rp_batch *b,
+                      const struct mf_record *r, uint64_t off, const char *name)
+{
+    if (b->n == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 4096;
+        struct rp_item *v = realloc(b->v, ncap * sizeof(*v));
+        if (v)
+            b->v = v;
+        struct rp_item *tmp = realloc(b->tmp, ncap * sizeof(*tmp));
+        if (tmp)
+            b->tmp = tmp;
+        uint32_t *freed = realloc(b->freed, ncap * sizeof(*freed));
+        if (freed)
+            b->freed = freed;
+        uint32_t *taken = realloc(b->taken, ncap * sizeof(*taken));
+        if (taken)
+            b->taken = taken;
+        if (!v || !tmp || !freed || !taken)
+            return mf_fail(ctx, -ENOMEM, "out of memory replaying %s", name);
+        b->cap = ncap;
     }
-    if (cur && cur->slot != SLOT_NONE)
-        bitmap_clear(&s->used, cur->slot);
-    if (r->len > 0)
-        bitmap_set(&s->used, r->slot);
-    struct index_entry e, old;
-    int had;
-    memcpy(e.guid, r->guid, STORE_GUID_SIZE);
-    e.slot = r->len > 0 ? (uint32_t)r->slot : SLOT_NONE;
-    e.len = r->len;
-    e.crc = r->crc;
-    ix_set_version(&e, r->version);
-    if (cur) {
-        *cur = e; /* a rewrite: the entry found above, no second search */
-    } else {
-        rc = index_put(ix, &e, &old, &had);
-        if (rc < 0)
-            return mf_fail(ctx, rc, "out of memory replaying %s", name);
-    }
-    if (r->len > 0 && r->slot + 1 > s->next_slot)
-        s->next_slot = r->slot + 1;
+    struct rp_item *it = &b->v[b->n++];
+    memcpy(it->guid, r->guid, STORE_GUID_SIZE);
+    it->version = r->version;
+    it->off = off;
+    it->slot = r->len > 0 ? (uint32_t)r->slot : SLOT_NONE;
+    it->len = r->len;
+    it->crc = r->crc;
+    it->del = r->type == MF_REC_DELETE;
     return 0;
 }
 
-static int apply_record(struct mf_ctx *ctx, struct index *ix,
-                        struct mf_state *s, const struct mf_record *r,
-                        const char *name, uint64_t off)
+/* Stable MSD radix sort by GUID bytes [byte, 16), one byte a level.  Each
+ * level scatters between the two buffers once: batch_sort_in leaves the
+ * result where the items were, batch_sort_to in the other buffer. */
+static void batch_sort_to(struct rp_item *src, struct rp_item *dst, size_t n,
+                          int byte);
+
+static void insertion_sort(struct rp_item *v, size_t n, int byte)
 {
-    struct index_entry old;
+    for (size_t i = 1; i < n; i++) {
+        struct rp_item x = v[i];
+        size_t j = i;
+        while (j > 0 && memcmp(v[j - 1].guid + byte, x.guid + byte,
+                               STORE_GUID_SIZE - byte) > 0) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = x;
+    }
+}
+
+/* Counts of byte's values in v; 1 if they all share one value. */
+static int count_byte(const struct rp_item *v, size_t n, int byte,
+                      size_t count[256])
+{
+    memset(count, 0, 256 * sizeof(count[0]));
+    for (size_t i = 0; i < n; i++)
+        count[v[i].guid[byte]]++;
+    return count[v[0].guid[byte]] == n;
+}
+
+static void scatter(const struct rp_item *src, struct rp_item *dst, size_t n,
+                    int byte, const size_t count[256])
+{
+    size_t pos[256], at = 0;
+    for (int k = 0; k < 256; k++) {
+        pos[k] = at;
+        at += count[k];
+    }
+    for (size_t i = 0; i < n; i++)
+        dst[pos[src[i].guid[byte]]++] = src[i];
+}
+
+static void batch_sort_in(struct rp_item *v, struct rp_item *tmp, size_t n,
+                          int byte)
+{
+    size_t count[256];
+    if (byte == STORE_GUID_SIZE || n < 2)
+        return; /* one GUID: already in LSN order */
+    if (n <= 16) {
+        insertion_sort(v, n, byte);
+        return;
+    }
+    if (count_byte(v, n, byte, count)) {
+        batch_sort_in(v, tmp, n, byte + 1);
+        return;
+    }
+    scatter(v, tmp, n, byte, count);
+    for (size_t k = 0, at = 0; k < 256; at += count[k], k++)
+        batch_sort_to(tmp + at, v + at, count[k], byte + 1);
+}
+
+static void batch_sort_to(struct rp_item *src, struct rp_item *dst, size_t n,
+                          int byte)
+{
+    size_t count[256];
+    if (byte == STORE_GUID_SIZE || n <= 16) {
+        if (byte < STORE_GUID_SIZE)
+            insertion_sort(src, n, byte);
+        memcpy(dst, src, n * sizeof(*src));
+        return;
+    }
+    if (count_byte(src, n, byte, count)) {
+        batch_sort_to(src, dst, n, byte + 1);
+        return;
+    }
+    scatter(src, dst, n, byte, count);
+    for (size_t k = 0, at = 0; k < 256; at += count[k], k++)
+        batch_sort_in(dst + at, src + at, count[k], byte + 1);
+}
+
+/* Apply the batch collected from log name (M4), then empty it. */
+static int batch_apply(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
+                       struct rp_batch *b, const char *name)
+{
+    if (b->n == 0)
+        return 0;
+    batch_sort_in(b->v, b->tmp, b->n, 0);
+    size_t nfreed = 0, ntaken = 0;
+    for (size_t i = 0; i < b->n;) {
+        size_t last = i;
+        while (last + 1 < b->n &&
+               memcmp(b->v[last + 1].guid, b->v[i].guid, STORE_GUID_SIZE) == 0)
+            last++;
+        const struct rp_item *it = &b->v[last]; /* the GUID's last word */
+        if (last + 2 < b->n) /* the next GUID's lines, while this applies */
+            index_prefetch(ix, b->v[last + 1].guid);
+        struct index_entry *cur = index_find(ix, it->guid);
+        if (cur && cur->slot != SLOT_NONE)
+            b->freed[nfreed++] = cur->slot;
+        struct index_entry old;
+        if (it->del) {
+            if (cur)
+                index_remove(ix, it->guid, &old);
+        } else {
+            struct index_entry e;
+            memcpy(e.guid, it->guid, STORE_GUID_SIZE);
+            e.slot = it->slot;
+            e.len = it->len;
+            e.crc = it->crc;
+            ix_set_version(&e, it->version);
+            if (cur) {
+                *cur = e; /* a rewrite: the entry found above */
+            } else {
+                int had;
+                int rc = index_put(ix, &e, &old, &had);
+                if (rc < 0)
+                    return mf_fail(ctx, rc, "out of memory replaying %s", name);
+            }
+            if (it->slot != SLOT_NONE)
+                b->taken[ntaken++] = (uint32_t)last;
+        }
+        i = last + 1;
+    }
+    for (size_t i = 0; i < nfreed; i++)
+        bitmap_clear(&s->used, b->freed[i]);
+    for (size_t i = 0; i < ntaken; i++) {
+        const struct rp_item *it = &b->v[b->taken[i]];
+        int rc = bitmap_ensure(&s->used, (uint64_t)it->slot + 1);
+        if (rc < 0)
+            return mf_fail(ctx, rc, "out of memory replaying %s", name);
+        if (bitmap_get(&s->used, it->slot))
+            return mf_fail(ctx, STORE_E_CORRUPT,
+                           "%s/%s at offset %" PRIu64 ": slot %" PRIu32
+                           " is claimed by two GUIDs",
+                           ctx->dir, name, it->off, it->slot);
+        bitmap_set(&s->used, it->slot);
+    }
+    b->n = 0;
+    return 0;
+}
+
+/* Check one record past the snapshot on its own and collect it. */
+static int collect_record(struct mf_ctx *ctx, struct mf_state *s,
+                          struct rp_batch *b, const struct mf_record *r,
+                          const char *name, uint64_t off)
+{
     switch (r->type) {
     case MF_REC_OPEN:
         if (r->version <= s->generation || r->version > MF_MAX_GENERATION)
@@ -305,22 +511,41 @@ static int apply_record(struct mf_ctx *ctx, struct index *ix,
         s->generation = r->version;
         return 0;
     case MF_REC_SET:
-        return apply_set(ctx, ix, s, r, name, off);
+        break;
     case MF_REC_DELETE:
-        if (index_remove(ix, r->guid, &old) == 0 && old.slot != SLOT_NONE)
-            bitmap_clear(&s->used, old.slot);
-        return 0;
+        return batch_push(ctx, b, r, off, name);
+    default:
+        return mf_fail(ctx, STORE_E_CORRUPT,
+                       "%s/%s at offset %" PRIu64 ": unknown record type",
+                       ctx->dir, name, off);
     }
-    return mf_fail(ctx, STORE_E_CORRUPT,
-                   "%s/%s at offset %" PRIu64 ": unknown record type", ctx->dir,
-                   name, off);
+    if (r->len > STORE_FRAME_SIZE)
+        return mf_fail(ctx, STORE_E_CORRUPT,
+                       "%s/%s at offset %" PRIu64 ": length %" PRIu32
+                       " exceeds one frame",
+                       ctx->dir, name, off, r->len);
+    if (!slot_ok(ctx, r->slot, r->len))
+        return mf_fail(ctx, STORE_E_CORRUPT,
+                       "%s/%s at offset %" PRIu64 ": slot %" PRIu64
+                       " out of bounds (%s covers %" PRIu64 " slots)",
+                       ctx->dir, name, off, r->slot, MF_DATA_NAME,
+                       ctx->data_slots);
+    uint64_t gen = store_version_generation(r->version);
+    if (gen == 0 || gen > s->generation)
+        return mf_fail(ctx, STORE_E_CORRUPT,
+                       "%s/%s at offset %" PRIu64
+                       ": version of generation %" PRIu64
+                       " before that generation was opened",
+                       ctx->dir, name, off, gen);
+    if (r->len > 0 && r->slot + 1 > s->next_slot)
+        s->next_slot = r->slot + 1;
+    return batch_push(ctx, b, r, off, name);
 }
 
 /* ---- groups ---- */
 
-#define SCAN_RECS 1024     /* records read per pread while streaming */
-#define REPLAY_AHEAD 8     /* records ahead whose index lines are prefetched */
-#define MF_REC_GUID_OFF 16 /* where a record's GUID starts (format.md) */
+#define SCAN_RECS 1024 /* records read per pread while streaming */
+_Static_assert(RD_CAP >= SCAN_RECS * MF_REC_SIZE, "a scan step fits");
 
 struct group_hdr {
     uint64_t first_lsn;
@@ -328,12 +553,11 @@ struct group_hdr {
 };
 
 /* A valid group header at off: magic, CRC, our UUID, a sane count. */
-static int read_group_header(struct mf_ctx *ctx, int fd, uint64_t off,
-                             const uint8_t uuid[16], struct group_hdr *g,
-                             const char *name)
+static int read_group_header(struct log_rd *rd, uint64_t off,
+                             const uint8_t uuid[16], struct group_hdr *g)
 {
-    uint8_t h[MF_REC_SIZE];
-    int rc = read_full(ctx, fd, h, sizeof(h), off, name);
+    const uint8_t *h;
+    int rc = rd_get(rd, off, MF_REC_SIZE, &h);
     if (rc != 0)
         return rc < 0 ? rc : 1;
     if (memcmp(h, MF_GROUP_MAGIC, 8) != 0 || !sealed64_ok(h) ||
@@ -349,19 +573,18 @@ static int read_group_header(struct mf_ctx *ctx, int fd, uint64_t off,
 
 /* Pass 1 (M2): check every record and the commit of the group at off.
  * 0 = valid, 1 = invalid, < 0 = I/O error. */
-static int check_group(struct mf_ctx *ctx, int fd, uint64_t off,
-                       const struct group_hdr *g, uint8_t *buf,
-                       const char *name)
+static int check_group(struct log_rd *rd, uint64_t off,
+                       const struct group_hdr *g)
 {
-    uint8_t h[MF_REC_SIZE];
-    int rc = read_full(ctx, fd, h, sizeof(h), off, name);
+    const uint8_t *h, *buf;
+    int rc = rd_get(rd, off, MF_REC_SIZE, &h);
     if (rc != 0)
         return rc < 0 ? rc : 1;
-    uint32_t crc = store_crc32c(h, sizeof(h));
+    uint32_t crc = store_crc32c(h, MF_REC_SIZE);
     uint64_t pos = off + MF_REC_SIZE;
     for (uint32_t done = 0; done < g->count;) {
         uint32_t n = g->count - done > SCAN_RECS ? SCAN_RECS : g->count - done;
-        rc = read_full(ctx, fd, buf, (size_t)n * MF_REC_SIZE, pos, name);
+        rc = rd_get(rd, pos, (size_t)n * MF_REC_SIZE, &buf);
         if (rc != 0)
             return rc < 0 ? rc : 1;
         for (uint32_t i = 0; i < n; i++) {
@@ -374,8 +597,8 @@ static int check_group(struct mf_ctx *ctx, int fd, uint64_t off,
         done += n;
         pos += (uint64_t)n * MF_REC_SIZE;
     }
-    uint8_t c[MF_REC_SIZE];
-    rc = read_full(ctx, fd, c, sizeof(c), pos, name);
+    const uint8_t *c;
+    rc = rd_get(rd, pos, MF_REC_SIZE, &c);
     if (rc != 0)
         return rc < 0 ? rc : 1;
     if (memcmp(c, MF_COMMIT_MAGIC, 8) != 0 || !sealed64_ok(c) ||
@@ -385,15 +608,18 @@ static int check_group(struct mf_ctx *ctx, int fd, uint64_t off,
     return 0;
 }
 
-/* Pass 2: apply the records of a checked group past the snapshot. */
-static int apply_group(struct mf_ctx *ctx, int fd, uint64_t off,
-                       const struct group_hdr *g, uint8_t *buf,
-                       struct index *ix, struct mf_state *s, const char *name)
+/* Pass 2: collect the records of a checked group past the snapshot. */
+static int collect_group(struct log_rd *rd, uint64_t off,
+                         const struct group_hdr *g, struct mf_state *s,
+                         struct rp_batch *b)
 {
+    struct mf_ctx *ctx = rd->ctx;
+    const char *name = rd->name;
+    const uint8_t *buf;
     uint64_t pos = off + MF_REC_SIZE;
     for (uint32_t done = 0; done < g->count;) {
         uint32_t n = g->count - done > SCAN_RECS ? SCAN_RECS : g->count - done;
-        int rc = read_full(ctx, fd, buf, (size_t)n * MF_REC_SIZE, pos, name);
+        int rc = rd_get(rd, pos, (size_t)n * MF_REC_SIZE, &buf);
         if (rc != 0)
             return rc < 0
                        ? rc
@@ -402,19 +628,13 @@ static int apply_group(struct mf_ctx *ctx, int fd, uint64_t off,
         for (uint32_t i = 0; i < n; i++) {
             struct mf_record r;
             uint64_t roff = pos + (uint64_t)i * MF_REC_SIZE;
-            /* The index is far larger than the caches: ask for the lines
-             * a record a few ahead will search while this one applies. */
-            if (i + REPLAY_AHEAD < n)
-                index_prefetch(ix,
-                               buf + (size_t)(i + REPLAY_AHEAD) * MF_REC_SIZE +
-                                   MF_REC_GUID_OFF);
             if (mf_decode_record(buf + (size_t)i * MF_REC_SIZE, &r) < 0)
                 return mf_fail(ctx, STORE_E_CORRUPT,
                                "%s/%s at offset %" PRIu64 ": bad record",
                                ctx->dir, name, roff);
             if (r.lsn <= s->snap_lsn)
                 continue; /* M1: covered by the snapshot */
-            rc = apply_record(ctx, ix, s, &r, name, roff);
+            rc = collect_record(ctx, s, b, &r, name, roff);
             if (rc < 0)
                 return rc;
             s->log_records++;
@@ -432,14 +652,13 @@ static uint64_t round_block(uint64_t v)
 
 /* M3: is there a valid group header at a later block with an LSN at or
  * past lsn?  Returns its offset in *at. */
-static int later_group(struct mf_ctx *ctx, int fd, uint64_t from, uint64_t size,
-                       const uint8_t uuid[16], uint64_t lsn, uint64_t *at,
-                       const char *name)
+static int later_group(struct log_rd *rd, uint64_t from, uint64_t size,
+                       const uint8_t uuid[16], uint64_t lsn, uint64_t *at)
 {
     for (uint64_t off = round_block(from + 1); off + MF_REC_SIZE <= size;
          off += MF_BLOCK) {
         struct group_hdr g;
-        int rc = read_group_header(ctx, fd, off, uuid, &g, name);
+        int rc = read_group_header(rd, off, uuid, &g);
         if (rc < 0)
             return rc;
         if (rc == 0 && g.first_lsn >= lsn) {
@@ -553,7 +772,8 @@ static int empty_header(struct mf_ctx *ctx, int fd, const struct mf_log *lg)
 
 /* Replay one log; *lsn is the LSN the next record must carry. */
 static int replay_log(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
-                      size_t li, uint64_t *lsn, uint8_t *buf)
+                      size_t li, uint64_t *lsn, struct log_rd *rd,
+                      struct rp_batch *b)
 {
     struct mf_log *lg = &s->logs[li];
     int last = li + 1 == s->nlogs;
@@ -590,11 +810,15 @@ static int replay_log(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
     rc = read_log_header(ctx, fd, s, lg, name);
     if (rc < 0)
         goto out;
+    rd->fd = fd;
+    rd->name = name;
+    rd->base = 0;
+    rd->len = 0;
     uint64_t off = MF_BLOCK;
     lg->end = MF_LOG_HDR_SIZE;
     while (off < lg->size) {
         struct group_hdr g;
-        rc = read_group_header(ctx, fd, off, s->uuid, &g, name);
+        rc = read_group_header(rd, off, s->uuid, &g);
         if (rc == 0 && g.first_lsn != *lsn) {
             /* A torn write keeps the LSN it was given: this is not one. */
             rc = mf_fail(ctx, STORE_E_CORRUPT,
@@ -605,12 +829,12 @@ static int replay_log(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
             goto out;
         }
         if (rc == 0)
-            rc = check_group(ctx, fd, off, &g, buf, name);
+            rc = check_group(rd, off, &g);
         if (rc < 0)
             goto out;
         if (rc > 0) { /* M3 */
             uint64_t at = 0;
-            rc = later_group(ctx, fd, off, lg->size, s->uuid, *lsn, &at, name);
+            rc = later_group(rd, off, lg->size, s->uuid, *lsn, &at);
             if (rc < 0)
                 goto out;
             if (rc > 0 || (!last && s->logs[li + 1].first_lsn > s->snap_lsn)) {
@@ -628,7 +852,7 @@ static int replay_log(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
                         ": damaged tail of a log the snapshot covers; ignored",
                         ctx->dir, name, off);
                 *lsn = s->logs[li + 1].first_lsn;
-                rc = 0;
+                rc = batch_apply(ctx, ix, s, b, name);
                 goto out;
             }
             s->torn_tail = 1;
@@ -636,13 +860,18 @@ static int replay_log(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
             rc = 0;
             break;
         }
-        rc = apply_group(ctx, fd, off, &g, buf, ix, s, name);
+        rc = collect_group(rd, off, &g, s, b);
+        if (rc == 0 && b->n >= mf_replay_batch_max)
+            rc = batch_apply(ctx, ix, s, b, name);
         if (rc < 0)
             goto out;
         *lsn += g.count;
         lg->end = off + MF_REC_SIZE * ((uint64_t)g.count + 2);
         off = round_block(lg->end);
     }
+    rc = batch_apply(ctx, ix, s, b, name); /* before a truncation */
+    if (rc < 0)
+        goto out;
     if (!s->torn_tail && lg->size > lg->end && last) {
         /* Bytes after the last group that start no group: a torn tail. */
         s->torn_tail = 1;
@@ -834,9 +1063,10 @@ int mf_load(struct mf_ctx *ctx, struct index *ix, struct mf_state *s)
     rc = list_logs(ctx, s);
     if (rc < 0)
         return rc;
-    uint8_t *buf = malloc(SCAN_RECS * MF_REC_SIZE);
-    if (!buf)
+    struct log_rd rd = {.ctx = ctx, .fd = -1, .buf = malloc(RD_CAP)};
+    if (!rd.buf)
         return mf_fail(ctx, -ENOMEM, "out of memory");
+    struct rp_batch batch = {0};
     uint64_t lsn = s->nlogs ? s->logs[0].first_lsn : s->snap_lsn + 1;
     if (s->nlogs && (lsn == 0 || lsn > s->snap_lsn + 1)) {
         rc = mf_fail(ctx, STORE_E_CORRUPT,
@@ -857,7 +1087,7 @@ int mf_load(struct mf_ctx *ctx, struct index *ix, struct mf_state *s)
                                                     : "records missing");
             goto out;
         }
-        rc = replay_log(ctx, ix, s, i, &lsn, buf);
+        rc = replay_log(ctx, ix, s, i, &lsn, &rd, &batch);
         if (rc < 0)
             goto out;
     }
@@ -866,7 +1096,8 @@ int mf_load(struct mf_ctx *ctx, struct index *ix, struct mf_state *s)
         rc = mf_fail(ctx, STORE_E_CORRUPT, "%s: manifest has no store UUID",
                      ctx->dir);
 out:
-    free(buf);
+    batch_free(&batch);
+    free(rd.buf);
     return rc;
 }
 

@@ -284,6 +284,9 @@ struct mf_ctx {
  * Writable opens truncate a torn tail (logged); read-only opens only
  * report it.  Returns 0 or a code with ctx->err naming file and offset. */
 int mf_load(struct mf_ctx *ctx, struct index *ix, struct mf_state *state);
+/* Records a replay batch holds before it is applied (tests lower it to
+ * cross batch boundaries with small logs). */
+extern uint32_t mf_replay_batch_max;
 void mf_state_free(struct mf_state *state);
 
 /* Where a snapshot's entries come from: pages in GUID order after a
