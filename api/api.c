@@ -330,6 +330,7 @@ static const struct {
     {"/admin/hold", API_R_ADMIN_HOLD, M(API_M_POST) | M(API_M_DELETE),
      "POST, DELETE"},
     {"/metrics", API_R_METRICS, M(API_M_GET), "GET"},
+    {"/", API_R_STATUS, M(API_M_GET) | M(API_M_HEAD), "GET, HEAD"},
 };
 
 int api_route(enum api_method m, const char *path, struct api_route *r)

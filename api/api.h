@@ -142,7 +142,8 @@ enum api_route_kind {
     API_R_ADMIN_STATS,   /* /admin/stats: GET */
     API_R_ADMIN_COMPACT, /* /admin/compact: POST */
     API_R_ADMIN_HOLD,    /* /admin/hold: POST (hold or renew) DELETE */
-    API_R_METRICS        /* /metrics: GET */
+    API_R_METRICS,       /* /metrics: GET */
+    API_R_STATUS         /* /: GET HEAD (the status page) */
 };
 
 struct api_route {
@@ -431,7 +432,8 @@ enum api_role {
     API_ROLE_ADMIN /* each role includes the ones before it */
 };
 
-/* The role a request needs: /healthz, /readyz: none; GET/HEAD of blobs
+/* The role a request needs: /healthz, /readyz, / (the status page's HTML;
+ * the stats it polls need read): none; GET/HEAD of blobs
  * and listings, /admin/stats, /metrics: read; PUT, POST, DELETE of blobs
  * and POST /flush: write; /admin/compact and /admin/hold: admin. */
 enum api_role api_route_role(enum api_route_kind kind, enum api_method m);

@@ -43,6 +43,7 @@ enum api_role api_route_role(enum api_route_kind kind, enum api_method m)
     case API_R_NONE:
     case API_R_HEALTHZ:
     case API_R_READYZ:
+    case API_R_STATUS: /* the HTML only: it asks for a token to poll stats */
         return API_ROLE_NONE;
     case API_R_BLOB:
     case API_R_BLOBS:

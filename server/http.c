@@ -42,6 +42,7 @@
 #include "api.h"
 #include "log.h"
 #include "server.h"
+#include "status.h"
 
 enum req_state { RQ_NEW = 0, RQ_HEADERS, RQ_BODY, RQ_WAIT, RQ_DONE };
 enum req_job { JOB_NONE = 0, JOB_WRITE, JOB_DELETE, JOB_FLUSH, JOB_READ };
@@ -995,6 +996,26 @@ static enum MHD_Result hold_answer(struct req *r)
     return send_json(r, 200, strdup(body));
 }
 
+/* GET and HEAD /: the status page, open to all (it asks for a token
+ * itself).  The CSP lets in only the page's own inline blocks and requests
+ * to this origin; no-cache because the page changes with the binary. */
+static enum MHD_Result status_answer(struct req *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        server_status_html_len, (void *)server_status_html,
+        MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/html; charset=utf-8");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(resp, "Content-Security-Policy", server_status_csp);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    return queue(r, 200, resp, server_status_html_len);
+}
+
 /* Auth (SPEC §4): 0 when the request may go on, else an error was
  * queued. */
 static int check_auth(struct req *r, enum MHD_Result *ret)
@@ -1038,6 +1059,8 @@ static enum MHD_Result first_call(struct req *r, const char *url)
         return stats_answer(r);
     case API_R_METRICS:
         return metrics_answer(r);
+    case API_R_STATUS:
+        return status_answer(r);
     default:
         break;
     }

@@ -48,6 +48,7 @@ static const struct {
     {"/admin/compact", API_R_ADMIN_COMPACT},
     {"/admin/hold", API_R_ADMIN_HOLD},
     {"/metrics", API_R_METRICS},
+    {"/", API_R_STATUS},
 };
 
 static int hexv(int c)
@@ -180,7 +181,7 @@ static void check_route(const char *path)
                        (int)role);
             continue;
         }
-        FUZZ_CHECK(r.kind != API_R_NONE && r.kind <= API_R_METRICS &&
+        FUZZ_CHECK(r.kind != API_R_NONE && r.kind <= API_R_STATUS &&
                        r.allow != NULL,
                    "route %d: kind %d", rc, (int)r.kind);
         FUZZ_CHECK(is_blob ? r.kind == API_R_BLOB : r.kind == fixed,

@@ -64,7 +64,7 @@ blobd_itest_more(test_http_powerloss_slow test_http_powerloss TIMEOUT 2400
 # A memcheck error exits the server with 99, which fails the test.
 find_program(BLOBD_VALGRIND valgrind)
 if(BLOBD_VALGRIND)
-  foreach(t put get range list cond flush auth access admin)
+  foreach(t put get range list cond flush auth access admin status)
     add_test(NAME test_http_${t}_valgrind COMMAND test_http_${t})
     set_tests_properties(test_http_${t}_valgrind PROPERTIES TIMEOUT 900
       LABELS "integration;slow;valgrind"

@@ -430,6 +430,7 @@ static void test_route_resources(void **state)
         {"/admin/hold", API_R_ADMIN_HOLD, MB(API_M_POST) | MB(API_M_DELETE),
          "POST, DELETE"},
         {"/metrics", API_R_METRICS, MB(API_M_GET), "GET"},
+        {"/", API_R_STATUS, MB(API_M_GET) | MB(API_M_HEAD), "GET, HEAD"},
     };
     for (size_t i = 0; i < NELEM(rows); i++) {
         for (int m = API_M_GET; m <= API_M_OTHER; m++) {
@@ -586,7 +587,8 @@ static void test_route_errors(void **state)
     (void)state;
     static const char *const no_route[] = {
         "",
-        "/",
+        "//",
+        "/index.html",
         "/BLOBS",
         "/Blobs",
         "/blob",

@@ -69,8 +69,9 @@ static void test_route_role(void **state)
         {API_R_ADMIN_COMPACT, "admin/compact", {A, A, A, A, A, A}},
         {API_R_ADMIN_HOLD, "admin/hold", {A, A, A, A, A, A}},
         {API_R_METRICS, "metrics", {R, R, R, R, R, R}},
+        {API_R_STATUS, "status", {N, N, N, N, N, N}},
     };
-    assert_int_equal(NELEM(rows), API_R_METRICS + 1);
+    assert_int_equal(NELEM(rows), API_R_STATUS + 1);
     for (size_t i = 0; i < NELEM(rows); i++)
         for (int m = API_M_GET; m <= API_M_OTHER; m++)
             CHECK(api_route_role(rows[i].kind, (enum api_method)m) ==
@@ -94,6 +95,8 @@ static void test_route_role(void **state)
         {"/readyz", API_M_HEAD, N},
         {"/admin/stats", API_M_GET, R},
         {"/metrics", API_M_GET, R},
+        {"/", API_M_GET, N},
+        {"/", API_M_HEAD, N},
         {"/admin/compact", API_M_POST, A},
         {"/admin/hold", API_M_POST, A},
         {"/admin/hold", API_M_DELETE, A},
