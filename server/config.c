@@ -3,8 +3,9 @@
  *
  * Every option is one row: name, kind, default, bounds, help.  The same
  * row parses --name=value / --name value, the environment variable
- * BLOBD_<NAME> (upper case, dashes as underscores), checks bounds and
- * prints --help, so they can never disagree.
+ * BLOBD_<NAME> (upper case, dashes as underscores), checks bounds, prints
+ * --help and prints the configuration reference of docs/operations.md
+ * (--help-markdown), so they can never disagree.
  *
  * Invariants:
  *  C1. Every field of struct server_config is set from its default before
@@ -262,8 +263,78 @@ void server_config_usage(FILE *out)
         fprintf(out, "  %-28s %s\n  %-28s (default %s; env %s)\n", arg, o->help,
                 "", *o->def ? o->def : "none", env);
     }
-    fprintf(out, "  %-28s %s\n  %-28s %s\n", "--help", "print this and exit",
+    fprintf(out, "  %-28s %s\n  %-28s %s\n  %-28s %s\n", "--help",
+            "print this and exit", "--help-markdown",
+            "print the options as the Markdown table of docs/operations.md "
+            "and exit",
             "--version", "print the version and exit");
+}
+
+/* Markdown table cells: a '|' in the text would end the cell early. */
+static void md_text(FILE *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '|')
+            fputc('\\', out);
+        fputc(*s, out);
+    }
+}
+
+/* The values a row accepts, as parsed by opt_set (C2). */
+static void md_values(FILE *out, const struct opt *o)
+{
+    switch (o->kind) {
+    case OPT_LISTEN:
+        fputs("`host:port` or `[v6]:port`", out);
+        break;
+    case OPT_STRING:
+        fprintf(out, "non-empty, at most %d bytes", CONFIG_STR_MAX - 1);
+        break;
+    case OPT_LIST:
+        fprintf(out, "comma-separated, at most %d bytes; empty = none",
+                CONFIG_STR_MAX - 1);
+        break;
+    case OPT_UINT:
+        fprintf(out, "`%lu`..`%lu`", o->min, o->max);
+        break;
+    case OPT_BOOL:
+        fputs("`true`, `false` (or `1`/`0`, `yes`/`no`); the flag alone is "
+              "`true`",
+              out);
+        break;
+    case OPT_ENUM:
+        for (unsigned i = 0; o->choices[i]; i++)
+            fprintf(out, "%s`%s`", i ? ", " : "", o->choices[i]);
+        break;
+    }
+}
+
+void server_config_markdown(FILE *out)
+{
+    fputs(SERVER_CONFIG_MD_BEGIN
+          "\n"
+          "<!-- generated from the option table of server/config.c by "
+          "scripts/gen-docs.sh (blobd --help-markdown): edit the table, not "
+          "this block -->\n\n"
+          "| flag | environment | default | values | meaning |\n"
+          "|---|---|---|---|---|\n",
+          out);
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *o = &opts[i];
+        char env[64];
+        env_name(o, env, sizeof(env));
+        fprintf(out, "| `--%s` | `%s` | ", o->name, env);
+        if (*o->def)
+            fprintf(out, "`%s`", o->def);
+        else
+            fputs("none", out);
+        fputs(" | ", out);
+        md_values(out, o);
+        fputs(" | ", out);
+        md_text(out, o->help);
+        fputs(" |\n", out);
+    }
+    fputs("\n" SERVER_CONFIG_MD_END "\n", out);
 }
 
 enum config_result server_config_load(struct server_config *cfg, int argc,
@@ -290,6 +361,10 @@ enum config_result server_config_load(struct server_config *cfg, int argc,
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             server_config_usage(stdout);
+            return CONFIG_HELP;
+        }
+        if (!strcmp(a, "--help-markdown")) {
+            server_config_markdown(stdout);
             return CONFIG_HELP;
         }
         if (!strcmp(a, "--version")) {

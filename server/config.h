@@ -1,6 +1,7 @@
 /*
  * config.h - the server's configuration: one table (config.c) drives the
- * command line, the environment (BLOBD_<NAME>), validation and --help.
+ * command line, the environment (BLOBD_<NAME>), validation, --help and the
+ * configuration reference of docs/operations.md.
  */
 #ifndef BLOBD_SERVER_CONFIG_H
 #define BLOBD_SERVER_CONFIG_H
@@ -39,7 +40,7 @@ struct server_config {
 
 enum config_result {
     CONFIG_OK = 0,
-    CONFIG_HELP,    /* --help was printed */
+    CONFIG_HELP,    /* --help or --help-markdown was printed */
     CONFIG_VERSION, /* --version was printed */
     CONFIG_ERROR    /* the message is in err */
 };
@@ -50,6 +51,12 @@ enum config_result server_config_load(struct server_config *cfg, int argc,
                                       char **argv, char *err, size_t errlen);
 /* The --help text, from the table. */
 void server_config_usage(FILE *out);
+/* The configuration reference (--help-markdown): a Markdown table of every
+ * option, from the same table, between these two marker lines, exactly the
+ * block that scripts/gen-docs.sh puts into docs/operations.md. */
+#define SERVER_CONFIG_MD_BEGIN "<!-- config-reference:begin -->"
+#define SERVER_CONFIG_MD_END "<!-- config-reference:end -->"
+void server_config_markdown(FILE *out);
 /* Parse "host:port" or "[v6]:port"; 0 or -1. */
 int server_config_split_listen(const char *s, char *host, size_t hostlen,
                                unsigned *port);
