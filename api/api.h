@@ -505,6 +505,7 @@ struct api_http_stats {
     uint64_t max_connections, max_connections_per_client, fd_limit;
     uint64_t header_timeouts;     /* closed: headers not in time */
     uint64_t rejected_per_client; /* refused: over the per-client limit */
+    uint64_t bodies_abandoned;    /* closed: the client left mid-body */
     struct api_hist latency[API_OP_COUNT];
 };
 

@@ -199,6 +199,7 @@ static const struct field stats_http_totals[] = {
     FS("fd_limit", F_U64, http.fd_limit),
     FS("header_timeouts", F_U64, http.header_timeouts),
     FS("rejected_per_client", F_U64, http.rejected_per_client),
+    FS("bodies_abandoned", F_U64, http.bodies_abandoned),
 };
 
 /* The sections in document order; http is finished by hand. */
@@ -708,6 +709,10 @@ static void metrics_http(struct obuf *b, const struct api_http_stats *h)
                 "blobd_connections_closed_total{reason=\"per_client\"} "
                 "%" PRIu64 "\n",
                 h->rejected_per_client);
+    obuf_printf(b,
+                "blobd_connections_closed_total{reason=\"client_left\"} "
+                "%" PRIu64 "\n",
+                h->bodies_abandoned);
     family(b, "blobd_write_refusals_total", "counter",
            "Writes answered with an error, by error code.");
     for (int e = API_ERR_NONE + 1; e < API_ERR_COUNT; e++) {

@@ -30,6 +30,15 @@
  *      until the client closes, SERVER_LINGER_BYTES were dropped or
  *      SERVER_LINGER_NS passed, and then closes it.  libmicrohttpd has
  *      already shut down the sending side after its answer.
+ *  C6. A client that closes in the middle of a body: libmicrohttpd 0.9.75
+ *      on epoll can read the last bytes and the end of the stream in one
+ *      wake-up, stop at the short read and never see the end, so the
+ *      connection (and the frame the body was going into) would wait for
+ *      the idle timeout.  body_ns is when the body's last bytes arrived
+ *      (0: no body being read).  A body quiet for SERVER_BODY_PEEK_NS is
+ *      peeked at (MSG_PEEK, nothing consumed); at the end of the stream the
+ *      watchdog shuts the connection down as in C1, and libmicrohttpd then
+ *      closes it and frees the request.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,6 +71,7 @@ struct server_conn {
     int cut;                           /* shut down by us (under the lock) */
     atomic_int linger;                 /* C5: drain after the close */
     atomic_uint_least64_t deadline_ns; /* C2 */
+    atomic_uint_least64_t body_ns;     /* C6 */
 };
 
 int server_conns_fd_limit(struct server *s)
@@ -108,6 +118,7 @@ int server_conns_start(struct server *s)
     cs->stop = 0;
     cs->nlinger = 0;
     atomic_init(&cs->header_timeouts, 0);
+    atomic_init(&cs->bodies_abandoned, 0);
     atomic_init(&cs->per_client_rejects, 0);
     if (pthread_mutex_init(&cs->lock, NULL) != 0)
         return -1;
@@ -252,6 +263,12 @@ void server_conns_busy(struct server_conn *c)
         atomic_store(&c->deadline_ns, 0);
 }
 
+void server_conns_body(struct server_conn *c, int receiving)
+{
+    if (c)
+        atomic_store(&c->body_ns, receiving ? server_mono_ns() : 0);
+}
+
 void server_conns_linger(struct server_conn *c)
 {
     if (c)
@@ -292,8 +309,28 @@ static uint64_t drain_lingering(struct server_conns *cs, uint64_t now,
 
 void server_conns_idle(struct server *s, struct server_conn *c)
 {
-    if (c)
+    if (c) {
+        atomic_store(&c->body_ns, 0);
         atomic_store(&c->deadline_ns, server_mono_ns() + s->conns.header_ns);
+    }
+}
+
+/* C6: 1 if the client of a quiet body has closed its end; the lock is
+ * held.  *next is lowered to when the body is worth a look again. */
+static int body_abandoned(struct server_conn *c, uint64_t now, uint64_t *next)
+{
+    uint64_t b = atomic_load(&c->body_ns);
+    if (b == 0)
+        return 0;
+    if (now < b + SERVER_BODY_PEEK_NS) {
+        if (b + SERVER_BODY_PEEK_NS < *next)
+            *next = b + SERVER_BODY_PEEK_NS;
+        return 0;
+    }
+    if (now + SERVER_BODY_PEEK_NS < *next)
+        *next = now + SERVER_BODY_PEEK_NS;
+    char byte;
+    return recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
 static void *watchdog_main(void *arg)
@@ -303,10 +340,18 @@ static void *watchdog_main(void *arg)
     pthread_mutex_lock(&cs->lock);
     while (!cs->stop) {
         uint64_t now = server_mono_ns(), next = now + SCAN_MAX_NS;
-        unsigned cut = 0;
+        unsigned cut = 0, left = 0;
         for (struct server_conn *c = cs->head; c; c = c->next) {
             uint64_t d = atomic_load(&c->deadline_ns);
-            if (c->cut || d == 0 || c->fd < 0)
+            if (c->cut || c->fd < 0)
+                continue;
+            if (body_abandoned(c, now, &next)) {
+                c->cut = 1;
+                shutdown(c->fd, SHUT_RDWR); /* C1 */
+                left++;
+                continue;
+            }
+            if (d == 0)
                 continue;
             if (d <= now) {
                 c->cut = 1;
@@ -322,6 +367,13 @@ static void *watchdog_main(void *arg)
                        "closed %u connections: no complete request headers "
                        "within %u s",
                        cut, s->cfg.header_timeout);
+        }
+        if (left) {
+            atomic_fetch_add(&cs->bodies_abandoned, left);
+            server_log(LOG_DEBUG,
+                       "closed %u connections whose clients left in the "
+                       "middle of a request body",
+                       left);
         }
         if (next < now + SCAN_MIN_NS)
             next = now + SCAN_MIN_NS;

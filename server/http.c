@@ -298,6 +298,7 @@ static enum MHD_Result submit(struct req *r)
     int rc;
     r->state = RQ_WAIT;
     r->submit_rc = 0;
+    server_conns_body(r->sc, 0);
     memset(&r->comp, 0, sizeof(r->comp));
     memset(&r->rd, 0, sizeof(r->rd));
     MHD_suspend_connection(r->conn);
@@ -426,6 +427,7 @@ static enum MHD_Result write_begin(struct req *r)
         return send_error(r, API_ERR_OVER_BUDGET, NULL);
     r->state = RQ_BODY;
     r->job = JOB_WRITE;
+    server_conns_body(r->sc, 1);
     return MHD_YES;
 }
 
@@ -435,6 +437,7 @@ static enum MHD_Result write_body(struct req *r, const char *data, size_t *size)
 {
     size_t n = *size;
     *size = 0;
+    server_conns_body(r->sc, 1);
     if (r->over || (uint64_t)r->got + n > API_MAX_BODY ||
         (!r->chunked && (uint64_t)r->got + n > r->expect)) {
         /* Only a chunked body can get here: cut it off now. */
@@ -926,6 +929,7 @@ void server_collect_stats(struct server *s, struct api_server_stats *out)
     out->http.max_connections_per_client = s->cfg.max_per_client;
     out->http.fd_limit = s->conns.fd_limit;
     out->http.header_timeouts = atomic_load(&s->conns.header_timeouts);
+    out->http.bodies_abandoned = atomic_load(&s->conns.bodies_abandoned);
     out->http.rejected_per_client = atomic_load(&s->conns.per_client_rejects);
     out->not_ready = srv_state(s) == SRV_READY && s->st &&
                      not_ready_reason(s) >= 0 && !out->store_failed;

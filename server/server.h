@@ -42,6 +42,9 @@ struct server_conn;
 #define SERVER_LINGER_MAX 64
 #define SERVER_LINGER_NS 2000000000ull
 #define SERVER_LINGER_BYTES (4u << 20)
+/* A request body quiet this long is checked for a client that left (C6
+ * in conns.c). */
+#define SERVER_BODY_PEEK_NS 200000000ull
 
 /* Open connections (conns.c): header deadlines, per-client counts. */
 struct server_conns {
@@ -54,6 +57,7 @@ struct server_conns {
     unsigned per_client; /* 0 = no limit */
     uint64_t fd_limit;   /* RLIMIT_NOFILE in force */
     atomic_uint_least64_t header_timeouts, per_client_rejects;
+    atomic_uint_least64_t bodies_abandoned; /* C6 */
     /* lingering closes (C5): descriptors kept to drain a refused body */
     struct server_linger {
         int fd;
@@ -112,6 +116,10 @@ void server_conns_busy(struct server_conn *c);
  * body a while after libmicrohttpd closes, so the client reads the answer
  * instead of a reset (C5). */
 void server_conns_linger(struct server_conn *c);
+/* A request body is being read (receiving: its bytes arrived now) or is
+ * no longer (0); the watchdog closes a quiet one whose client left. */
+void server_conns_body(struct server_conn *c, int receiving);
+/* The answer is finished: the next request's headers are due. */
 void server_conns_idle(struct server *s, struct server_conn *c);
 
 /* Test hooks (testhooks.c in test builds; no-ops otherwise). */

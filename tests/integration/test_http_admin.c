@@ -700,7 +700,8 @@ static void check_labels(const struct msample *smp, size_t line)
         else if (!strcmp(l->key, "reason") &&
                  !strcmp(smp->name, "blobd_connections_closed_total"))
             ok = !strcmp(l->val, "header_timeout") ||
-                 !strcmp(l->val, "per_client");
+                 !strcmp(l->val, "per_client") ||
+                 !strcmp(l->val, "client_left");
         else if (!strcmp(l->key, "reason"))
             ok = is_error_code(l->val);
         else if (!strcmp(l->key, "le"))

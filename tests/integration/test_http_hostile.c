@@ -19,6 +19,10 @@
  *     a silent connection and an idle keep-alive one are all closed 2..5 s
  *     in, a slow but complete request is answered; counted in
  *     http.header_timeouts and blobd_connections_closed_total.
+ * 10. a client that sends part of an upload's body (Content-Length or
+ *     chunked) and closes at once: nothing stored, and the connection and
+ *     its frame are freed within SETTLE_MS, long before the idle timeout
+ *     (libmicrohttpd alone can miss the end of such a stream).
  *
  * Every refusal is followed by the server closing the connection (EOF
  * within 2 s of the answer) and nothing stored.  One server runs the whole
@@ -893,7 +897,62 @@ static void test_slowloris(void **state)
                  after);
 }
 
-/* ---- 10, 11: the prober, and nothing left behind ---- */
+/* ---- 10: clients that leave in the middle of a body ---- */
+
+#define LEAVERS 5 /* of each framing */
+
+static void test_client_leaves_mid_body(void **state)
+{
+    (void)state;
+    char guids[2 * LEAVERS][HTTP_GUID_BUF];
+    char *part = fill('x', 100000);
+    double before = http_stats_num(&g_srv, NULL, "http.bodies_abandoned");
+    for (int i = 0; i < 2 * LEAVERS; i++) {
+        http_guid_rand(guids[i]);
+        size_t len;
+        char *req = i < LEAVERS
+                        ? reqf(&len,
+                               "PUT /blobs/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               "Content-Length: 400000\r\n\r\n%s",
+                               guids[i], part)
+                        : reqf(&len,
+                               "PUT /blobs/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n186a0\r\n%s",
+                               guids[i], part);
+        int fd = conn_open("127.0.0.1", "a client leaving mid-body");
+        if (http_raw_send(fd, req, len) < 0)
+            fail_msg("sending part of a body: %s", strerror(errno));
+        conn_close(fd);
+        free(req);
+    }
+    free(part);
+    uint64_t t0 = http_mono_ms(), end = t0 + SETTLE_MS;
+    double open, mem;
+    for (;;) {
+        open = http_stats_num(&g_srv, NULL, "http.open_connections");
+        mem = http_stats_num(&g_srv, NULL, "memory.used_bytes");
+        if ((open <= g_base.open && mem <= g_base.mem) || http_mono_ms() > end)
+            break;
+        http_sleep_ms(50);
+    }
+    double left =
+        http_stats_num(&g_srv, NULL, "http.bodies_abandoned") - before;
+    print_message("%d clients left mid-body: connections and frames freed "
+                  "after %ld ms; %.0f of them closed by blobd's check of a "
+                  "quiet body (http.bodies_abandoned), the rest seen by "
+                  "libmicrohttpd\n",
+                  2 * LEAVERS, (long)(http_mono_ms() - t0), left);
+    if (open > g_base.open || mem > g_base.mem)
+        fail_msg("%d clients left in the middle of their bodies, and %d ms "
+                 "later http.open_connections is %.0f (%.0f at the start) "
+                 "and memory.used_bytes %.0f (%.0f): their connections and "
+                 "frames wait for the idle timeout",
+                 2 * LEAVERS, SETTLE_MS, open, g_base.open, mem, g_base.mem);
+    for (int i = 0; i < 2 * LEAVERS; i++)
+        http_expect_absent(&g_srv, guids[i], "a body cut short");
+}
+
+/* ---- 11, 12: the prober, and nothing left behind ---- */
 
 /* What the server's descriptors point at, to stderr. */
 static void dump_fds(struct srv *s)
@@ -988,6 +1047,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_header_names_and_host, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_slowloris, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_leaves_mid_body, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_after_all, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -599,6 +599,7 @@ static void fill(struct api_server_stats *s, int flip)
     s->http.fd_limit = 65536;
     s->http.header_timeouts = 147;
     s->http.rejected_per_client = 148;
+    s->http.bodies_abandoned = 149;
     s->http.write_refusals[API_ERR_NO_SPACE] = 144;
     s->http.write_refusals[API_ERR_STORE_FAILED] = 145;
     s->http.write_refusals[API_ERR_TOO_LARGE] = 146;
@@ -798,6 +799,7 @@ static void check_stats_doc(const char *text, const struct api_server_stats *s,
         WN("fd_limit", s->http.fd_limit),
         WN("header_timeouts", s->http.header_timeouts),
         WN("rejected_per_client", s->http.rejected_per_client),
+        WN("bodies_abandoned", s->http.bodies_abandoned),
         WO("write_refusals"),
         WO("latency"),
     };
@@ -1262,6 +1264,9 @@ static void check_metrics(const struct exposition *x,
     assert_true(
         value_of(x, "blobd_connections_closed_total", "reason=per_client") ==
         (double)s->http.rejected_per_client);
+    assert_true(
+        value_of(x, "blobd_connections_closed_total", "reason=client_left") ==
+        (double)s->http.bodies_abandoned);
 
     /* build_info: the version as an escaped label, value 1. */
     char label[256];
