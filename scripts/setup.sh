@@ -9,7 +9,7 @@ packages=(
   libcmocka-dev libcurl4-openssl-dev curl fio
   valgrind slowhttptest e2fsprogs util-linux
   python3 wrk nginx-light libnginx-mod-http-js chromium prometheus
-  libseccomp-dev
+  libseccomp-dev python3-yaml systemd
 )
 
 missing=()
