@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +50,7 @@
 #define EXIT_CORRUPT 65     /* the store refuses to open: damaged */
 #define EXIT_NOLISTEN 69    /* cannot listen: port in use, bad address */
 #define EXIT_SOFTWARE 70    /* any other startup failure */
+#define EXIT_OSERR 71       /* --backend io_uring, and the kernel refuses it */
 #define EXIT_CANTCREAT 73   /* data dir unwritable, missing, insecure */
 #define EXIT_LOCKED 75      /* another process holds the store */
 
@@ -92,17 +94,35 @@ static void store_log(void *ctx, enum store_log_level level, const char *msg)
     server_log(map[level], "store: %s", msg);
 }
 
-/* A socket passed by systemd (sd_listen_fds protocol), or -1. */
-static int systemd_socket(void)
+/* A socket passed by systemd (sd_listen_fds protocol): its fd, -1 when
+ * none was passed, -2 (err filled) when fd 3 is not a listening stream
+ * socket. */
+static int systemd_socket(char *err, size_t errlen)
 {
     const char *pid = getenv("LISTEN_PID");
     const char *fds = getenv("LISTEN_FDS");
     if (!pid || !fds || atol(pid) != (long)getpid() || atoi(fds) < 1)
         return -1;
+    int nfds = atoi(fds); /* unsetenv may free the string */
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
     int fd = 3; /* SD_LISTEN_FDS_START */
+    struct stat sb;
+    int listening = 0, type = 0;
+    socklen_t len = sizeof(listening);
+    if (fstat(fd, &sb) < 0 || !S_ISSOCK(sb.st_mode) ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 ||
+        !listening ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &(socklen_t){sizeof(type)}) <
+            0 ||
+        type != SOCK_STREAM) {
+        snprintf(err, errlen,
+                 "LISTEN_FDS=%d: fd 3 is not a listening stream socket "
+                 "(ListenStream= in the socket unit)",
+                 nfds);
+        return -2;
+    }
     fcntl(fd, F_SETFD, FD_CLOEXEC);
     return fd;
 }
@@ -182,6 +202,8 @@ static int open_exit_code(int rc)
     case STORE_E_FOREIGN:
     case STORE_E_CHECKSUM:
         return EXIT_CORRUPT;
+    case STORE_E_NO_URING:
+        return EXIT_OSERR;
     case STORE_E_INSECURE_DIR:
     case -EACCES:
     case -EPERM:
@@ -290,8 +312,8 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    int fd = systemd_socket();
-    if (fd < 0)
+    int fd = systemd_socket(err, sizeof(err));
+    if (fd == -1)
         fd = listen_on(srv.cfg.listen, err, sizeof(err));
     if (fd < 0) {
         server_log(LOG_ERROR, "%s", err);

@@ -544,7 +544,7 @@ static struct store_io *pick_backend(struct store *st,
     snprintf(st->io_note, sizeof(st->io_note), "%s%s", err,
              cfg->backend == STORE_BACKEND_AUTO ? "; using pread" : "");
     if (cfg->backend == STORE_BACKEND_IO_URING) {
-        st->io_required_failed = rc ? rc : -ENOSYS;
+        st->io_required_failed = 1;
         return NULL;
     }
     store_log(st, STORE_LOG_WARN, "io_uring unavailable (%s); using pread",
@@ -653,7 +653,7 @@ struct store *store_open(const struct store_config *cfg, int *rcp, char *errbuf,
         goto out;
     }
     if (!st->io) {
-        rc = st->io_required_failed ? st->io_required_failed : -ENOMEM;
+        rc = st->io_required_failed ? STORE_E_NO_URING : -ENOMEM;
         fail_open(errbuf, errlen, rc, "io_uring required but %s", st->io_note);
     } else {
         rc = load(st, cfg, errbuf, errlen);

@@ -83,7 +83,8 @@
     X(CHECKSUM, 17, "blob data does not match its CRC32C")                     \
     X(OVERLOADED, 18, "too many queued jobs; try again later")                 \
     X(STOPPED, 19, "the store is shutting down")                               \
-    X(HELD, 20, "compaction paused by a hold")
+    X(HELD, 20, "compaction paused by a hold")                                 \
+    X(NO_URING, 21, "io_uring required but unavailable")
 
 enum store_err {
 #define STORE_ERR_ENUM(name, n, msg) STORE_E_##name = STORE_E_BASE - (n),

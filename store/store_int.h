@@ -395,7 +395,7 @@ struct store {
 
     struct store_async *as; /* the I/O thread and readers (iothread.c) */
     char io_note[160];      /* why the backend is what it is */
-    int io_required_failed; /* io_uring required, and why it failed */
+    int io_required_failed; /* io_uring required and unavailable (io_note) */
 
     pthread_mutex_t frame_lock;
     void *frames[FRAME_POOL_MAX];

@@ -2,7 +2,9 @@
  * test_http_systemd.c - socket activation: a listening socket passed by
  * systemd (LISTEN_FDS=1, LISTEN_PID, fd 3) is used instead of --listen,
  * and the server answers on it; a LISTEN_PID naming another process is
- * ignored (the socket is not taken).
+ * ignored (the socket is not taken); a passed fd 3 that is not a listening
+ * stream socket (a file, a socket never listened on) ends the start with
+ * exit 69 and a message naming it.
  */
 #include "srv.h"
 #include "testutil.h"
@@ -112,9 +114,43 @@ static void test_listen_pid_mismatch(void **state)
     srv_fini(&s);
 }
 
+/* fd 3 is not a listening socket: exit 69, the log says why. */
+static void refused_fd(int fd, const char *what)
+{
+    struct srv s;
+    srv_init(&s);
+    start_activated(&s, fd, 0, "127.0.0.1:0");
+    close(fd);
+    int st = srv_wait(&s, 10000);
+    if (st != 69)
+        fail_msg("%s as fd 3: exit status %d, want 69", what, st);
+    if (!srv_log_has(&s, "fd 3 is not a listening stream socket"))
+        fail_msg("%s as fd 3: the log does not say fd 3 is not a listening "
+                 "socket",
+                 what);
+    srv_fini(&s);
+}
+
+static void test_listen_fds_not_a_listener(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/blobd-systemd-XXXXXX";
+    int f = mkstemp(path);
+    assert_true(f >= 0);
+    unlink(path);
+    refused_fd(f, "a regular file");
+    int sock = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(sock >= 0);
+    refused_fd(sock, "a socket that never listened");
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_true(u >= 0);
+    refused_fd(u, "a UDP socket");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_listen_fds_not_a_listener),
         cmocka_unit_test(test_listen_fds),
         cmocka_unit_test(test_listen_pid_mismatch),
     };

@@ -195,8 +195,9 @@ static void ring_refused(int err_no)
     st = open_cfg(dir, STORE_BACKEND_IO_URING, err_no, 0, &l, &rc, err,
                   sizeof(err));
     assert_null(st);
-    assert_int_equal(rc, -err_no);
+    assert_int_equal(rc, STORE_E_NO_URING);
     assert_non_null(strstr(err, "io_uring"));
+    assert_non_null(strstr(err, strerror(err_no)));
     /* Forced pread never touches io_uring. */
     st = open_cfg(dir, STORE_BACKEND_PREAD, err_no, 0, &l, &rc, err,
                   sizeof(err));
