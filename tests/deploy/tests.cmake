@@ -4,22 +4,13 @@
 # test is a script that exits 77 to skip (and fails instead of skipping
 # when BLOBD_NO_SKIP is set).
 
-# Not REQUIRED: the container image's build stage configures this tree
-# without python3 (it builds blobd, never runs these tests).  Without it
-# the entries skip, or fail under BLOBD_NO_SKIP.
-find_program(BLOBD_DEPLOY_PYTHON3 python3)
-if(BLOBD_DEPLOY_PYTHON3)
-  set(blobd_deploy_py ${BLOBD_DEPLOY_PYTHON3})
-else()
-  # No ';' in it: CMake would split the script there.
-  set(blobd_deploy_py sh -c "echo python3 not found && test -z \"$BLOBD_NO_SKIP\" && exit 77 || exit 1" --)
-endif()
+# python3: blobd_py (tests/CMakeLists.txt).
 
 # blobd_deploy_test(<name> <script> TIMEOUT <s> [ENV <NAME=value...>])
 function(blobd_deploy_test name script)
   cmake_parse_arguments(T "" "TIMEOUT" "ENV" ${ARGN})
   add_test(NAME ${name}
-           COMMAND ${blobd_deploy_py} ${CMAKE_CURRENT_SOURCE_DIR}/deploy/${script})
+           COMMAND ${blobd_py} ${CMAKE_CURRENT_SOURCE_DIR}/deploy/${script})
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT}
                        LABELS "deploy" SKIP_RETURN_CODE 77
                        ENVIRONMENT "BLOBD_BIN=$<TARGET_FILE:blobd>;${T_ENV}")

@@ -11,19 +11,12 @@ add_test(NAME docs_config_reference
 set_tests_properties(docs_config_reference PROPERTIES TIMEOUT 30
                      LABELS "docs")
 
-# python3 is installed by scripts/setup.sh; without it the entries below
-# skip (77), or fail when BLOBD_NO_SKIP is set.
-find_program(BLOBD_DOCS_PYTHON3 python3)
-if(BLOBD_DOCS_PYTHON3)
-  set(blobd_docs_py ${BLOBD_DOCS_PYTHON3})
-else()
-  set(blobd_docs_py sh -c "echo 'python3 not found'; [ -n \"$BLOBD_NO_SKIP\" ] && exit 1; exit 77" --)
-endif()
+# python3: blobd_py (tests/CMakeLists.txt).
 
 # Every /metrics family is documented in docs/operations.md and
 # docs/api.md, every blobd_* name the docs and the alert rules use exists.
 add_test(NAME docs_metrics
-         COMMAND ${blobd_docs_py} ${CMAKE_CURRENT_SOURCE_DIR}/docs/check_metrics.py
+         COMMAND ${blobd_py} ${CMAKE_CURRENT_SOURCE_DIR}/docs/check_metrics.py
                  --top ${PROJECT_SOURCE_DIR})
 set_tests_properties(docs_metrics PROPERTIES TIMEOUT 60 LABELS "docs"
                      SKIP_RETURN_CODE 77
@@ -32,7 +25,7 @@ set_tests_properties(docs_metrics PROPERTIES TIMEOUT 60 LABELS "docs"
 # promtool check rules / test rules on deploy/prometheus/ (skips without
 # promtool, fails then under BLOBD_NO_SKIP).
 add_test(NAME docs_alerts
-         COMMAND ${blobd_docs_py} ${CMAKE_CURRENT_SOURCE_DIR}/docs/check_alerts.py
+         COMMAND ${blobd_py} ${CMAKE_CURRENT_SOURCE_DIR}/docs/check_alerts.py
                  --top ${PROJECT_SOURCE_DIR})
 set_tests_properties(docs_alerts PROPERTIES TIMEOUT 60 LABELS "docs"
                      SKIP_RETURN_CODE 77)
