@@ -22,35 +22,17 @@ import tempfile
 import time
 import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(os.path.dirname(HERE))
+from common import (HERE, SKIP, TOP, TestFailure, blobd_bin, check,  # noqa: F401
+                    free_port, json_body, skip, wait_for)
+
 DEPLOY = os.path.join(TOP, "deploy")
 BUILD_SH = os.path.join(DEPLOY, "container", "build.sh")
 DOCKERFILE = os.path.join(DEPLOY, "Dockerfile")
 COMPOSE = os.path.join(DEPLOY, "compose.yaml")
 PROFILE = os.path.join(DEPLOY, "seccomp", "blobd.json")
 SYSTEMD = os.path.join(DEPLOY, "systemd")
-SKIP = 77  # SKIP_RETURN_CODE of the CTest entries
 # The PATH a debian:12-slim container starts with.
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-class TestFailure(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise TestFailure(what)
-
-
-def skip(why):
-    """Skip the test, or fail it when BLOBD_NO_SKIP is set (CI)."""
-    if os.environ.get("BLOBD_NO_SKIP"):
-        print("FAIL (would skip, BLOBD_NO_SKIP is set): " + why)
-        sys.exit(1)
-    print("SKIP: " + why)
-    sys.exit(SKIP)
 
 
 def note(msg):
@@ -59,13 +41,6 @@ def note(msg):
 
 def is_root():
     return os.geteuid() == 0
-
-
-def blobd_bin():
-    b = os.environ.get("BLOBD_BIN")
-    if not b or not os.access(b, os.X_OK):
-        raise TestFailure("BLOBD_BIN does not name the blobd binary: %r" % b)
-    return os.path.abspath(b)
 
 
 def seccomp_run_bin():
@@ -83,24 +58,6 @@ def filtered_env(env=None):
     opts = env.get("ASAN_OPTIONS", "")
     env["ASAN_OPTIONS"] = (opts + ":" if opts else "") + "detect_leaks=0"
     return env
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise TestFailure("timed out after %.0f s waiting for %s" %
-                      (timeout, what))
 
 
 def read(path):
@@ -420,13 +377,6 @@ def request(port, method, path, body=None, headers=None, timeout=10):
         return r.status, {k.lower(): v for k, v in r.getheaders()}, data
     finally:
         c.close()
-
-
-def json_body(data, what):
-    try:
-        return json.loads(data)
-    except ValueError:
-        raise TestFailure("%s: not JSON: %r" % (what, data[:200]))
 
 
 def wait_ready(port, proc, timeout=20):

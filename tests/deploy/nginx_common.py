@@ -19,29 +19,11 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(os.path.dirname(HERE))
+from common import (HERE, SKIP, TOP, TestFailure, blobd_bin, check,  # noqa: F401
+                    free_port, json_body, skip, wait_for)
+
 DEPLOY = os.path.join(TOP, "deploy", "nginx")
 JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
-SKIP = 77  # SKIP_RETURN_CODE of the CTest entries
-
-
-class TestFailure(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise TestFailure(what)
-
-
-def skip(why):
-    """Skip the test, or fail it when BLOBD_NO_SKIP is set (CI)."""
-    if os.environ.get("BLOBD_NO_SKIP"):
-        print("FAIL (would skip, BLOBD_NO_SKIP is set): " + why)
-        sys.exit(1)
-    print("SKIP: " + why)
-    sys.exit(SKIP)
 
 
 def find_nginx(need_js):
@@ -53,31 +35,6 @@ def find_nginx(need_js):
     if need_js and not os.path.exists(JS_MODULE):
         skip("the njs module is not installed (Debian: libnginx-mod-http-js)")
     return path
-
-
-def blobd_bin():
-    b = os.environ.get("BLOBD_BIN")
-    if not b or not os.access(b, os.X_OK):
-        raise TestFailure("BLOBD_BIN does not name the blobd binary: %r" % b)
-    return b
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise TestFailure("timed out after %.0f s waiting for %s"
-                      % (timeout, what))
 
 
 class Blobd:
@@ -281,13 +238,6 @@ def request(addr, method, path, body=None, headers=None, source=None,
         return (0, {}, b"")
     finally:
         conn.close()
-
-
-def json_body(data, what):
-    try:
-        return json.loads(data)
-    except ValueError:
-        raise TestFailure("%s: not JSON: %r" % (what, data[:200]))
 
 
 def run(main):
