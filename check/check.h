@@ -122,11 +122,6 @@ struct chk_suspect {
     uint64_t off, lsn;
 };
 
-/* Records the store's replay applies as one batch at most (its slot
- * conflicts are judged on the state each batch leaves: store/manifest.c);
- * the store's own variable, so the two cannot drift apart. */
-#define CHK_BATCH_RECORDS mf_replay_batch_max
-
 /* ---- progress.c ---- */
 
 struct chk_progress {
@@ -208,6 +203,10 @@ struct chk {
     struct chk_suspect *sus;
     size_t nsus, csus;
     uint64_t batch_records; /* SET and DELETE records since the last batch */
+    /* Records the batch holds: the store's own rule (store/manifest.c's
+     * slot conflicts are judged on the state each batch leaves), from the
+     * live entries when the batch started, so the two cannot differ. */
+    uint64_t batch_limit;
     uint64_t entries, live_bytes;
     uint64_t blobs_total, blobs_checked, bytes_read;
     int blobs_skipped; /* K3: data not verified */

@@ -22,7 +22,7 @@
  *      not applied.
  *  R4. Slot conflicts are judged as the store judges them: on the state a
  *      batch of records leaves (a batch ends at the end of each log, and at
- *      the first group boundary after CHK_BATCH_RECORDS records).  A SET
+ *      the first group boundary after mf_replay_batch_limit records).  A SET
  *      naming a slot another GUID holds is a suspect; it is a conflict
  *      only if, at the end of its batch, both GUIDs still hold the slot.
  *      Records are still applied one by one in LSN order, which gives the
@@ -699,6 +699,8 @@ static int apply_group(struct chk *c, int fd, uint64_t off,
             }
             if (r.lsn <= c->snap.last_lsn)
                 continue;
+            if (c->batch_records == 0)
+                c->batch_limit = mf_replay_batch_limit(c->map.live);
             if (apply_record(c, &r, name, roff) < 0)
                 return -1;
             c->log.applied++;
@@ -994,7 +996,7 @@ static int replay_log(struct chk *c, size_t li, uint64_t *lsn, uint8_t *buf)
             rc = -1;
             goto out;
         }
-        if (c->batch_records >= CHK_BATCH_RECORDS && settle_batch(c) < 0) {
+        if (c->batch_records >= c->batch_limit && settle_batch(c) < 0) {
             rc = -1;
             goto out;
         }

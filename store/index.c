@@ -109,18 +109,6 @@ static uint32_t find_pos(const struct index_chunk *c, const uint8_t *guid,
     return lo;
 }
 
-void index_prefetch(const struct index *ix, const uint8_t *guid)
-{
-    if (ix->nchunks == 0)
-        return;
-    const struct index_chunk *c = ix->chunks[find_chunk(ix, guid)];
-    /* The first probes of the search in a full chunk, and its count. */
-    __builtin_prefetch(c);
-    __builtin_prefetch(&c->e[INDEX_CHUNK_CAP / 2]);
-    __builtin_prefetch(&c->e[INDEX_CHUNK_CAP / 4]);
-    __builtin_prefetch(&c->e[3 * INDEX_CHUNK_CAP / 4]);
-}
-
 struct index_entry *index_find(struct index *ix, const uint8_t *guid)
 {
     if (ix->nchunks == 0)
@@ -129,6 +117,39 @@ struct index_entry *index_find(struct index *ix, const uint8_t *guid)
     int found;
     uint32_t p = find_pos(c, guid, &found);
     return found ? &c->e[p] : NULL;
+}
+
+struct index_entry *index_find_next(struct index *ix, const uint8_t *guid,
+                                    struct index_cursor *cur)
+{
+    if (ix->nchunks == 0)
+        return NULL;
+    if (!cur->valid || cur->ci >= ix->nchunks) {
+        cur->ci = find_chunk(ix, guid);
+        cur->pos = 0;
+        cur->valid = 1;
+    }
+    /* Forward to the last chunk whose first entry is <= guid, as
+     * find_chunk would pick; mostly this chunk or the next. */
+    uint64_t key = lead_of(guid);
+    size_t ci = cur->ci;
+    while (ci + 1 < ix->nchunks &&
+           (ix->lead[ci + 1] < key ||
+            (ix->lead[ci + 1] == key &&
+             guid_cmp(ix->chunks[ci + 1]->e[0].guid, guid) <= 0)))
+        ci++;
+    if (ci != cur->ci) {
+        cur->ci = ci;
+        cur->pos = 0;
+    }
+    /* Forward inside the chunk: the entries pass by in order. */
+    struct index_chunk *c = ix->chunks[ci];
+    uint32_t p = cur->pos;
+    int r = 1;
+    while (p < c->n && (r = guid_cmp(c->e[p].guid, guid)) < 0)
+        p++;
+    cur->pos = p;
+    return p < c->n && r == 0 ? &c->e[p] : NULL;
 }
 
 static int insert_chunk_ptr(struct index *ix, size_t at, struct index_chunk *c)

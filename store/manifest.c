@@ -299,6 +299,12 @@ static int slot_ok(const struct mf_ctx *ctx, uint64_t slot, uint32_t len)
  */
 uint32_t mf_replay_batch_max = 1u << 19; /* 24 MiB of items, twice */
 
+uint64_t mf_replay_batch_limit(uint64_t entries)
+{
+    return entries / 8 > mf_replay_batch_max ? entries / 8
+                                             : mf_replay_batch_max;
+}
+
 struct rp_item {
     uint8_t guid[STORE_GUID_SIZE];
     uint64_t version;
@@ -310,6 +316,7 @@ struct rp_item {
 struct rp_batch {
     struct rp_item *v, *tmp;
     size_t n, cap;   /* every array has room for cap items */
+    uint64_t limit;  /* mf_replay_batch_limit when the batch started */
     uint32_t *freed; /* slots left by the batch's entries */
     uint32_t *taken; /* items whose slot an entry took */
 };
@@ -443,21 +450,22 @@ static int batch_apply(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
         return 0;
     batch_sort_in(b->v, b->tmp, b->n, 0);
     size_t nfreed = 0, ntaken = 0;
+    struct index_cursor at = {0};
     for (size_t i = 0; i < b->n;) {
         size_t last = i;
         while (last + 1 < b->n &&
                memcmp(b->v[last + 1].guid, b->v[i].guid, STORE_GUID_SIZE) == 0)
             last++;
         const struct rp_item *it = &b->v[last]; /* the GUID's last word */
-        if (last + 2 < b->n) /* the next GUID's lines, while this applies */
-            index_prefetch(ix, b->v[last + 1].guid);
-        struct index_entry *cur = index_find(ix, it->guid);
+        struct index_entry *cur = index_find_next(ix, it->guid, &at);
         if (cur && cur->slot != SLOT_NONE)
             b->freed[nfreed++] = cur->slot;
         struct index_entry old;
         if (it->del) {
-            if (cur)
+            if (cur) {
                 index_remove(ix, it->guid, &old);
+                at.valid = 0;
+            }
         } else {
             struct index_entry e;
             memcpy(e.guid, it->guid, STORE_GUID_SIZE);
@@ -469,6 +477,7 @@ static int batch_apply(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
                 *cur = e; /* a rewrite: the entry found above */
             } else {
                 int had;
+                at.valid = 0;
                 int rc = index_put(ix, &e, &old, &had);
                 if (rc < 0)
                     return mf_fail(ctx, rc, "out of memory replaying %s", name);
@@ -860,8 +869,10 @@ static int replay_log(struct mf_ctx *ctx, struct index *ix, struct mf_state *s,
             rc = 0;
             break;
         }
+        if (b->n == 0)
+            b->limit = mf_replay_batch_limit(ix->count);
         rc = collect_group(rd, off, &g, s, b);
-        if (rc == 0 && b->n >= mf_replay_batch_max)
+        if (rc == 0 && b->n >= b->limit)
             rc = batch_apply(ctx, ix, s, b, name);
         if (rc < 0)
             goto out;

@@ -101,6 +101,17 @@ struct index {
 void index_init(struct index *ix);
 void index_free(struct index *ix);
 struct index_entry *index_find(struct index *ix, const uint8_t *guid);
+/* A place in the index for lookups in ascending GUID order (replay's
+ * sorted batches): each one starts where the last ended instead of
+ * searching from the top.  Any insert or removal invalidates it. */
+struct index_cursor {
+    size_t ci;
+    uint32_t pos;
+    int valid;
+};
+/* index_find for a guid above the cursor's last one; moves the cursor. */
+struct index_entry *index_find_next(struct index *ix, const uint8_t *guid,
+                                    struct index_cursor *cur);
 /* Insert or replace.  *had_old and *old describe a replaced entry.
  * 0 or -ENOMEM. */
 int index_put(struct index *ix, const struct index_entry *e,
@@ -113,8 +124,6 @@ int index_remove(struct index *ix, const uint8_t *guid,
 size_t index_list(struct index *ix, const uint8_t *after, size_t limit,
                   struct index_entry *out, int *more);
 size_t index_bytes(const struct index *ix);
-/* A hint: start loading the lines a lookup of guid will read. */
-void index_prefetch(const struct index *ix, const uint8_t *guid);
 
 /* ---- slots: reusable slots and reader pins (slots.c) ---- */
 
@@ -284,9 +293,14 @@ struct mf_ctx {
  * Writable opens truncate a torn tail (logged); read-only opens only
  * report it.  Returns 0 or a code with ctx->err naming file and offset. */
 int mf_load(struct mf_ctx *ctx, struct index *ix, struct mf_state *state);
-/* Records a replay batch holds before it is applied (tests lower it to
- * cross batch boundaries with small logs). */
+/* Records a replay batch holds before it is applied, at least (tests lower
+ * it to cross batch boundaries with small logs). */
 extern uint32_t mf_replay_batch_max;
+/* The records a batch that starts with entries GUIDs in the index holds:
+ * mf_replay_batch_max, or an eighth of the entries when that is more (a
+ * batch walks the whole index, so with a large index fewer, larger batches
+ * keep replay linear in its size). */
+uint64_t mf_replay_batch_limit(uint64_t entries);
 void mf_state_free(struct mf_state *state);
 
 /* Where a snapshot's entries come from: pages in GUID order after a

@@ -358,6 +358,74 @@ static void test_randomized_vs_reference(void **state)
 
 /* ---- 2. edge cases ---------------------------------------------------- */
 
+/* index_find_next over ascending probes (present and absent GUIDs, random
+ * and sharing a time prefix) finds exactly what index_find finds, also
+ * when the probes are sparse (chunks skipped) and dense (several a chunk),
+ * and after an insertion that invalidated the cursor. */
+static int cmp_guid16(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+static void test_find_next_matches_find(void **state)
+{
+    (void)state;
+    uint64_t rng = tu_seed() ^ 0x5eed;
+    enum { N = 20000, PROBES = 8000 };
+    struct index ix;
+    index_init(&ix);
+    static uint8_t probes[PROBES][16];
+    for (int i = 0; i < N; i++) {
+        uint8_t g[16];
+        if (i % 3)
+            random_guid(g, &rng);
+        else
+            time_guid(g, 1700000000000ull + (uint64_t)i / 50, &rng);
+        struct index_entry e, old;
+        int had;
+        make_entry(&e, g, (uint32_t)i);
+        assert_int_equal(index_put(&ix, &e, &old, &had), 0);
+        if (i % 5 == 0 && i / 5 < PROBES / 2)
+            memcpy(probes[i / 5], g, 16); /* present */
+    }
+    for (int i = PROBES / 2; i < PROBES; i++) { /* mostly absent */
+        if (i % 2)
+            random_guid(probes[i], &rng);
+        else
+            time_guid(probes[i], 1700000000000ull + (uint64_t)i / 20, &rng);
+    }
+    qsort(probes, PROBES, 16, cmp_guid16);
+    for (int step = 1; step <= 64; step *= 8) {
+        struct index_cursor cur = {0};
+        int found = 0;
+        for (int i = 0; i < PROBES; i += step) {
+            if (i > 0 && memcmp(probes[i], probes[i - step], 16) == 0)
+                continue;
+            struct index_entry *a = index_find(&ix, probes[i]);
+            struct index_entry *b = index_find_next(&ix, probes[i], &cur);
+            if (a != b)
+                fail_msg("probe %d (every %d): index_find %p, "
+                         "index_find_next %p",
+                         i, step, (void *)a, (void *)b);
+            found += a != NULL;
+            if (step == 8 && i % 800 == 0) { /* an insert moves entries */
+                uint8_t g[16];
+                random_guid(g, &rng);
+                struct index_entry e, old;
+                int had;
+                make_entry(&e, g, 7);
+                assert_int_equal(index_put(&ix, &e, &old, &had), 0);
+                cur.valid = 0;
+            }
+        }
+        if (step == 1 && found < PROBES / 2 - 10)
+            fail_msg("only %d of the %d present probes found", found,
+                     PROBES / 2);
+    }
+    check_structure(&ix);
+    index_free(&ix);
+}
+
 static void test_edges(void **state)
 {
     (void)state;
@@ -829,6 +897,7 @@ int main(void)
         cmocka_unit_test(test_memory_time_bursts),
         cmocka_unit_test(test_randomized_vs_reference),
         cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_find_next_matches_find),
         cmocka_unit_test(test_store_million_zero_length),
         cmocka_unit_test(test_store_zero_length_without_fallocate),
     };
