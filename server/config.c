@@ -62,6 +62,10 @@ static const struct opt opts[] = {
      NULL,
      "open connections at most (the file descriptor limit is raised to "
      "fit, or this is lowered with a warning)"},
+    {"connection-memory", OPT_UINT, OFF(conn_memory_kib), "32", 32, 1024, NULL,
+     "KiB of buffer per connection for its request line, headers and body "
+     "reads (a larger one reads an upload in fewer recv calls); outside the "
+     "memory budget: --max-connections times this at most"},
     {"max-connections-per-client", OPT_UINT, OFF(max_per_client), "128", 0,
      1000000, NULL,
      "open connections from one address at most; 0 = no limit; trusted "

@@ -15,6 +15,7 @@ struct server_config {
     char data_dir[CONFIG_STR_MAX];
     unsigned http_threads; /* 0 = one per CPU */
     unsigned max_connections;
+    unsigned conn_memory_kib;    /* libmicrohttpd's buffer per connection */
     unsigned max_per_client;     /* 0 = no limit */
     unsigned connection_timeout; /* seconds */
     unsigned header_timeout;     /* seconds */

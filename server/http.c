@@ -938,7 +938,7 @@ void server_collect_stats(struct server *s, struct api_server_stats *out)
     out->mem_used = atomic_load(&s->budget.used);
     out->mem_limit = s->budget.limit;
     out->mem_connections =
-        out->http.open_connections * (uint64_t)SERVER_CONN_MEMORY;
+        out->http.open_connections * (uint64_t)s->cfg.conn_memory_kib * 1024;
 }
 
 static enum MHD_Result stats_answer(struct req *r)
@@ -1391,11 +1391,11 @@ int server_http_start(struct server *s, int listen_fd, char *err, size_t errlen)
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_LISTEN_SOCKET,
         listen_fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_CONN_MEMORY,
-        MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.connection_timeout,
-        MHD_OPTION_URI_LOG_CALLBACK, on_target, s, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)s->cfg.conn_memory_kib * 1024, MHD_OPTION_CONNECTION_TIMEOUT,
+        s->cfg.connection_timeout, MHD_OPTION_URI_LOG_CALLBACK, on_target, s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->mhd) {
         server_conns_stop(s);
         snprintf(err, errlen, "libmicrohttpd failed to start");

@@ -30,12 +30,12 @@ enum server_state {
 struct server_hooks;
 struct server_conn;
 
-/* libmicrohttpd's memory per connection (its default, set explicitly):
- * the buffer for a request's line and headers and for reading bodies.
+/* libmicrohttpd's memory per connection is --connection-memory: the
+ * buffer for a request's line and headers and for reading bodies (the
+ * library reads a body into half of it, so it decides the recv size).
  * Outside the memory budget (a connection cut for the budget would get no
  * 503), bounded by --max-connections, reported as
  * memory.connections_bytes. */
-#define SERVER_CONN_MEMORY (32u * 1024)
 
 /* Lingering closes at most at once, how long each lasts, and how much of
  * a refused body each reads and drops. */

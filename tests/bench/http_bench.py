@@ -423,6 +423,18 @@ class Nginx(Server):
         return None
 
 
+def blobd_default(blobd, option):
+    """The default of one of blobd's options, from its --help."""
+    out = subprocess.run([blobd, "--help"], capture_output=True, text=True,
+                         timeout=10).stdout
+    m = re.search(r"--%s=VALUE.*?\(default ([^;)]*)" % re.escape(option),
+                  out, re.S)
+    if not m:
+        raise ToolMissing("blobd --help does not show --%s's default" %
+                          option)
+    return m.group(1)
+
+
 class MhdRef(Server):
     kind = "mhd_ref"
 
@@ -432,8 +444,11 @@ class MhdRef(Server):
 
     def start(self):
         self.port = free_port(self.ctx.ports)
+        # blobd's default buffer per connection, which sets the size of
+        # the library's body reads: the same for both.
         self.argv = ["taskset", "-c", SERVER_CPU, self.ctx.mhd_ref,
-                     str(self.port), str(self.threads)]
+                     str(self.port), str(self.threads),
+                     str(self.ctx.conn_memory_kib)]
         self.spawn(self.log_path)
         self.wait_http("/", lambda s: s == 404)
         return None
@@ -509,6 +524,7 @@ class Bench:
                 raise ToolMissing("%s not found at %s: build it with "
                                   "cmake --build %s" % (what, path,
                                                         self.args.build))
+        self.conn_memory_kib = blobd_default(self.blobd, "connection-memory")
         cpus = os.sched_getaffinity(0)
         if int(SERVER_CPU) not in cpus or int(CLIENT_CPU) not in cpus:
             raise ToolMissing("CPUs %s and %s are needed (have %s)" % (

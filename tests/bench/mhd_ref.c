@@ -2,13 +2,15 @@
  * mhd_ref.c - a bare libmicrohttpd server answering from memory: the
  * ceiling of our HTTP library for http_bench.py.
  *
- *   mhd_ref PORT THREADS      listen on 127.0.0.1:PORT until SIGINT/SIGTERM
+ *   mhd_ref PORT THREADS CONN_MEMORY_KIB
+ *                             listen on 127.0.0.1:PORT until SIGINT/SIGTERM
  *   mhd_ref --version         print the libmicrohttpd version
  *
  * It starts the daemon with the flags blobd uses (server/http.c
  * server_http_start): an internal polling thread with epoll, a thread pool
- * of THREADS, suspend/resume allowed, 32 KiB of memory per connection, at
- * most 4096 connections, 30 s connection timeout.
+ * of THREADS, suspend/resume allowed, CONN_MEMORY_KIB of memory per
+ * connection (blobd's --connection-memory; http_bench.py passes its
+ * default), at most 4096 connections, 30 s connection timeout.
  *
  *   GET /blobs/<x>                  200, one persistent 512 KiB buffer
  *   GET /blobs/<x> + Range: bytes=  206 with that slice and Content-Range
@@ -41,7 +43,6 @@
 #include <sys/socket.h>
 
 #define BLOB_SIZE (512u * 1024u)
-#define CONN_MEMORY (32u * 1024u)
 #define CONN_LIMIT 4096u
 #define CONN_TIMEOUT 30u
 
@@ -271,8 +272,9 @@ int main(int argc, char **argv)
         printf("%s\n", MHD_get_version());
         return 0;
     }
-    if (argc != 3) {
-        fprintf(stderr, "usage: mhd_ref PORT THREADS | mhd_ref --version\n");
+    if (argc != 4) {
+        fprintf(stderr, "usage: mhd_ref PORT THREADS CONN_MEMORY_KIB | "
+                        "mhd_ref --version\n");
         return 64;
     }
     char *end;
@@ -284,6 +286,12 @@ int main(int argc, char **argv)
     unsigned long threads = strtoul(argv[2], &end, 10);
     if (*end || threads == 0 || threads > 256) {
         fprintf(stderr, "mhd_ref: bad thread count %s\n", argv[2]);
+        return 64;
+    }
+    /* blobd's --connection-memory: the body read size follows from it */
+    unsigned long conn_kib = strtoul(argv[3], &end, 10);
+    if (*end || conn_kib < 32 || conn_kib > 1024) {
+        fprintf(stderr, "mhd_ref: bad connection memory %s KiB\n", argv[3]);
         return 64;
     }
     blob = malloc(BLOB_SIZE);
@@ -320,7 +328,7 @@ int main(int argc, char **argv)
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
         MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)conn_kib * 1024,
         MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (!d) {

@@ -516,6 +516,51 @@ static void test_total_limit(void **state)
     assert_int_equal(srv_stop(&g_srv), 0);
 }
 
+/* ---- the buffer per connection (--connection-memory) ---- */
+
+static void test_connection_memory(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"--connection-memory", "16", NULL};
+    srv_init(&g_srv);
+    int rc = srv_start(&g_srv, bad, NULL);
+    if (rc != 64 || !srv_log_has(&g_srv, "connection-memory"))
+        fail_msg("--connection-memory 16 (under 32): exit %d, want 64 with "
+                 "a message naming the option; log %s",
+                 rc, g_srv.log);
+    srv_fini(&g_srv);
+
+    static const char *const args[] = {"--connection-memory", "128", NULL};
+    srv_up(&g_srv, args);
+    int fds[8];
+    conns_open("127.0.0.1", 8, fds, 0);
+    expect_served(fds, 8, "8 connections with 128 KiB each");
+    /* 8 and the stats request itself (each poll is a connection of its
+     * own, so the count is read from the bytes) */
+    double bytes = http_stats_num(&g_srv, NULL, "memory.connections_bytes");
+    double each = 128.0 * 1024;
+    if (bytes < 9 * each || bytes / each != (double)(long)(bytes / each))
+        fail_msg("memory.connections_bytes %.0f with 9 or more connections "
+                 "open: want a multiple of 128 KiB, at least 9 of them",
+                 bytes);
+    /* A whole blob still goes through the larger reads intact. */
+    char g[HTTP_GUID_BUF];
+    size_t len = 512 * 1024;
+    char *blob = malloc(len);
+    assert_non_null(blob);
+    http_fill(blob, len, 0xc0de);
+    http_guid_rand(g);
+    assert_int_equal(http_put(&g_srv, g, blob, len, NULL), 201);
+    struct http_resp r;
+    assert_int_equal(http_get(&g_srv, g, &r), 200);
+    http_assert_bytes(r.body, r.body_len, blob, len,
+                      "a 512 KiB blob with 128 KiB per connection");
+    http_resp_free(&r);
+    free(blob);
+    conns_close(fds, 8);
+    assert_int_equal(srv_stop(&g_srv), 0);
+}
+
 /* ---- 5: the file descriptor limit ---- */
 
 static void test_fd_limit(void **state)
@@ -682,6 +727,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_per_client_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_total_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fd_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_memory, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
