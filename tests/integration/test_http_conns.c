@@ -1,6 +1,6 @@
 /*
- * test_http_conns.c - connection limits (issue 5, "Protect"), over raw
- * sockets from several loopback addresses:
+ * test_http_conns.c - connection limits, over raw sockets from several
+ * loopback addresses:
  *
  *  1. --max-connections-per-client: the connections past it are closed at
  *     once, the others work, other addresses are not affected; counted in

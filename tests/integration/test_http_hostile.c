@@ -1,6 +1,6 @@
 /*
  * test_http_hostile.c - what a hostile or broken client sends, over raw
- * sockets (issue 5, "Protect"):
+ * sockets:
  *
  *  1. Content-Length twice (equal or not): 400 bad_framing;
  *  2. Content-Length with Transfer-Encoding: chunked: 400 bad_framing;

@@ -1,5 +1,5 @@
 /*
- * test_http_kill.c - kill -9 under load, through HTTP (issue 6): after every
+ * test_http_kill.c - kill -9 under load, through HTTP: after every
  * restart each GUID is in its last acknowledged-durable state or the
  * result of an operation attempted after it, never older, never torn.
  *

@@ -1,5 +1,5 @@
 /*
- * test_http_powerloss.c - power loss under load, through HTTP (issue 6):
+ * test_http_powerloss.c - power loss under load, through HTTP:
  * blobd on a loop-mounted ext4 image that is cut with EXT4_IOC_SHUTDOWN
  * (EXT4_GOING_FLAGS_NOLOGFLUSH: the journal is not flushed, so whatever
  * the filesystem had not made durable is lost, as at a power cut).  After

@@ -1,6 +1,6 @@
 /*
- * test_http_slowhttp.c - hostile clients beyond the server's own tests
- * (issue 6, "Hostile clients"): Debian's slowhttptest in its four modes and
+ * test_http_slowhttp.c - hostile clients beyond the server's own tests:
+ * Debian's slowhttptest in its four modes and
  * a byte flipper over valid requests, while a prober and a light load run.
  *
  *  1. slow headers (slowhttptest -H, 300 connections at 150 a second):
