@@ -240,6 +240,9 @@ void store_frame_free(struct store *st, void *frame)
 static int append_group(struct store *st, const struct mf_record *recs,
                         size_t n)
 {
+    /* No record may get an LSN a later open would refuse (M1). */
+    if (st->next_lsn + n - 1 > MF_MAX_LSN)
+        return STORE_E_OVERFLOW;
     size_t len = MF_REC_SIZE * (n + 2);
     uint8_t *buf = malloc(len);
     if (!buf)
@@ -496,6 +499,11 @@ static int start_generation(struct store *st, struct mf_state *ms, char *err,
     if (st->generation >= MF_MAX_GENERATION)
         return fail_open(err, errlen, STORE_E_OVERFLOW,
                          "%s: generation counter exhausted", st->dir);
+    if (st->next_lsn > MF_MAX_LSN)
+        return fail_open(err, errlen, STORE_E_OVERFLOW,
+                         "%s: log sequence numbers exhausted (next %" PRIu64
+                         ")",
+                         st->dir, st->next_lsn);
     struct mf_record r;
     memset(&r, 0, sizeof(r));
     r.type = MF_REC_OPEN;
